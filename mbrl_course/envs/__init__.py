@@ -1,0 +1,66 @@
+"""Environments of the course and their batched torch reward / termination / dynamics functions.
+
+Importing this package registers ``mbrl_course/CartPoleSwingUp-v0`` with gymnasium.
+
+>>> import torch
+>>> from mbrl_course.envs import make_env, reward_fn
+>>> env = make_env("Pendulum-v1", seed=0)
+>>> r = reward_fn("Pendulum-v1")(torch.zeros(8, 3), torch.zeros(8, 1), torch.zeros(8, 3))
+>>> r.shape
+torch.Size([8])
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from mbrl_course.envs.cartpole_swingup import (
+    ENV_ID as CARTPOLE_SWINGUP_ID,
+)
+from mbrl_course.envs.cartpole_swingup import (
+    MAX_EPISODE_STEPS as CARTPOLE_SWINGUP_MAX_EPISODE_STEPS,
+)
+from mbrl_course.envs.cartpole_swingup import (
+    CartPoleSwingUpEnv,
+    CartPoleSwingUpParams,
+    cartpole_step,
+    draw_cartpole,
+)
+from mbrl_course.envs.functions import (
+    DynamicsFn,
+    EnvFunctions,
+    RewardFn,
+    TerminationFn,
+    dynamics_fn,
+    env_functions,
+    reward_fn,
+    termination_fn,
+)
+from mbrl_course.envs.registry import SUPPORTED_ENVS, check_bounded_box_actions, make_env
+
+if CARTPOLE_SWINGUP_ID not in gym.registry:
+    gym.register(
+        id=CARTPOLE_SWINGUP_ID,
+        entry_point="mbrl_course.envs.cartpole_swingup:CartPoleSwingUpEnv",
+        max_episode_steps=CARTPOLE_SWINGUP_MAX_EPISODE_STEPS,
+    )
+
+__all__ = [
+    "CARTPOLE_SWINGUP_ID",
+    "CARTPOLE_SWINGUP_MAX_EPISODE_STEPS",
+    "SUPPORTED_ENVS",
+    "CartPoleSwingUpEnv",
+    "CartPoleSwingUpParams",
+    "DynamicsFn",
+    "EnvFunctions",
+    "RewardFn",
+    "TerminationFn",
+    "cartpole_step",
+    "check_bounded_box_actions",
+    "draw_cartpole",
+    "dynamics_fn",
+    "env_functions",
+    "make_env",
+    "reward_fn",
+    "termination_fn",
+]
