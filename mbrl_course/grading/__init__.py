@@ -1,0 +1,34 @@
+"""Grading: what the assignments' test cells use, and the instructor's nbgrader pipeline.
+
+For test cells (imported by the notebooks; light, no nbgrader needed):
+
+- :class:`Report`: a graded cell's weighted checks, messages and partial credit
+  (``report.score()`` is the number nbgrader reads).
+- :class:`GradingError`: a failed check, with a message for the student.
+- :mod:`mbrl_course.grading.checks`: compare with a reference (shape, bounds, values) and
+  detect calls into the reference implementation (``expect_independent``).
+- :mod:`mbrl_course.grading.planning`: the checks of Assignment 1 (planning).
+
+For authors and instructors:
+
+- :mod:`mbrl_course.grading.links`: the repository's address and the Colab / Binder links.
+- :mod:`mbrl_course.grading.notebooks`: notebook conventions (header cells, stripped outputs, running).
+- :mod:`mbrl_course.grading.pipeline`: release, validate, autograde, export, feedback (nbgrader).
+- :mod:`mbrl_course.grading.cli`: ``mbrl-course course release|validate|autograde|feedback|export``.
+- :mod:`mbrl_course.grading.preprocessors`: nbgrader preprocessors the course's config uses.
+"""
+
+from mbrl_course.grading.links import BRANCH, REPO, binder_url, colab_url, launch_badges
+from mbrl_course.grading.report import GradingError, Part, Report, describe_exception
+
+__all__ = [
+    "BRANCH",
+    "REPO",
+    "GradingError",
+    "Part",
+    "Report",
+    "binder_url",
+    "colab_url",
+    "describe_exception",
+    "launch_badges",
+]

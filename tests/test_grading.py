@@ -1,0 +1,507 @@
+"""The grading of the course, end to end: nbgrader release, autograde, export and feedback of
+Assignment 1 on copies of the course in tmp_path, and the checks its test cells use.
+
+End to end, one autograde run grades a class of generated submissions (built from the solution
+notebook by targeted edits, each named after the student's bug or misbehaviour):
+the reference solution (full marks), the untouched release (0), realistic wrong solutions (each
+loses points where its bug is) and misbehaving submissions (an infinite loop, an exception, a
+deleted test cell, an edited read-only cell, a renamed notebook, a file that is not JSON, stderr
+output): each gets a score and a reason, and nobody stops the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+import torch
+
+from mbrl_course.grading import Report, pipeline
+from mbrl_course.grading import planning as pt
+from mbrl_course.grading.checks import expect_independent, reference_calls
+from mbrl_course.grading.cli import add_course_parser, run_course
+from mbrl_course.grading.report import GradingError
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "01-planning"
+NOTEBOOK = "01-planning.ipynb"
+SOURCE = REPO / "solutions" / ASSIGNMENT / NOTEBOOK
+TIMEOUT = 15  # seconds per cell while grading in these tests; every cell of the solution takes < 2 s
+GRADED_CELLS = {"test_sample_uniform": 1, "test_random_shooting": 2, "test_sample_gaussian": 1,
+                "test_select_elites": 2, "test_refit": 1, "test_cem": 3, "test_mpc_step": 2}
+MAX_SCORE = sum(GRADED_CELLS.values())
+
+CALL_REFERENCE = '''    from mbrl_course.planning import CEM
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    planner = CEM(horizon, action_low, action_high, population=population, elites=elites, iterations=iterations,
+                  momentum=0.0, device="cpu", seed=seed, dtype=action_low.dtype)
+    return planner.plan(objective)
+'''
+
+# name -> (edits (solution cell, old text, new text), graded cells that must lose points, what the
+# check that catches it says)
+BUGS = {
+    "off_by_one_horizon": (
+        [("mpc_step", "for t in range(horizon):", "for t in range(horizon - 1):")],
+        {"test_mpc_step"}, ("check_mpc_objective", "off by one")),
+    "std_not_refit": (
+        [("cem", "mean, std = refit(select_elites(samples, returns, elites))",
+          "mean, _ = refit(select_elites(samples, returns, elites))")],
+        {"test_cem"}, ("check_cem_refits", "never refit")),
+    "elites_by_lowest_return": (
+        [("select_elites", "torch.topk(returns, elites).indices", "torch.topk(returns, elites, largest=False).indices")],
+        {"test_select_elites", "test_cem"}, ("check_select_elites_top", "SMALLEST")),
+    "bounds_ignored": (
+        [("sample_gaussian", "return torch.clamp(mean + std * noise, action_low, action_high)", "return mean + std * noise")],
+        {"test_sample_gaussian", "test_cem"}, ("check_sample_gaussian_shape", "outside")),
+    "random_shooting_argmin": (
+        [("random_shooting", "torch.argmax(returns)", "torch.argmin(returns)")],
+        {"test_random_shooting"}, ("check_random_shooting_best", "SMALLEST")),
+    "uniform_ignores_low_bound": (
+        [("sample_uniform", "return action_low + unit * (action_high - action_low)", "return unit * action_high")],
+        {"test_sample_uniform", "test_random_shooting"}, ("check_sample_uniform_statistics", "mean")),
+    "unbiased_std_in_refit": (
+        [("refit", "correction=0", "correction=1")],
+        {"test_refit"}, ("check_refit_std", "E - 1")),
+    "one_elite_too_few": (
+        [("select_elites", "torch.topk(returns, elites).indices", "torch.argsort(returns, descending=True)[: elites - 1]")],
+        {"test_select_elites", "test_cem"}, ("check_select_elites_count", "exactly")),
+    "returns_whole_plan": (
+        [("mpc_step", "return plan[0]", "return plan")],
+        {"test_mpc_step"}, ("check_mpc_step_action", "whole plan")),
+    "calls_the_reference_cem": (
+        [("cem", None, CALL_REFERENCE)],
+        {"test_cem"}, ("check_independent", "reference implementation")),
+}
+
+
+# ------------------------------------------------------------------------------ building submissions
+def _nbgrader_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _edit(source: str, old: str | None, new: str, where: str) -> str:
+    """Replace ``old`` (exactly once) in a cell; ``old=None`` replaces the function's body after its docstring."""
+    if old is None:
+        end_of_docstring = source.index('"""\n', source.index('"""') + 3) + 4
+        return source[:end_of_docstring] + new
+    assert source.count(old) == 1, f"{where}: expected {old!r} once in the solution; update the bug table"
+    return source.replace(old, new)
+
+
+def _apply(nb, edits) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for grade_id, old, new in edits:
+        cells = [c for c in nb.cells if _nbgrader_id(c) == grade_id]
+        assert len(cells) == 1, f"no cell {grade_id}"
+        cells[0].source = _edit(cells[0].source, old, new, grade_id)
+    return nb
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if _nbgrader_id(c) == grade_id)
+
+
+def solution_namespace(edits=()) -> dict:
+    """The solution notebook's functions (imports, model and solution cells), with ``edits`` applied."""
+    nb = _apply(nbformat.read(SOURCE, as_version=4), edits)
+    namespace: dict = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") in ("imports", "model")):
+            exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def misbehaving(reference, release) -> dict[str, dict]:
+    """Submissions that misbehave: student -> {file name: content}."""
+    loop = nbformat.from_dict(json.loads(json.dumps(reference)))
+    _cell(loop, "sample_uniform").source = (
+        _cell(reference, "sample_uniform").source + "\n\n# try it out\nsteps = 0\nwhile steps < 10:\n    steps * 2\n"
+    )
+    crash = nbformat.from_dict(json.loads(json.dumps(reference)))
+    _cell(crash, "refit").source = "elite_samples.mean(dim=0)  # trying things out\n\n" + _cell(crash, "refit").source
+    deleted = nbformat.from_dict(json.loads(json.dumps(reference)))
+    deleted.cells = [c for c in deleted.cells if _nbgrader_id(c) != "test_refit"]
+    edited = _apply(reference, BUGS["elites_by_lowest_return"][0])
+    _cell(edited, "test_select_elites").source = "2.0  # all good"
+    _cell(edited, "model").source = _cell(edited, "model").source.replace("TARGET = 1.0", "TARGET = 0.0")
+    noisy = _apply(reference, [("cem", "    action_dim = action_low.shape[0]\n",
+                                "    import os, sys, warnings\n"
+                                "    warnings.warn('cem: is this right?', UserWarning)\n"
+                                "    print('debugging cem', file=sys.stderr)\n"
+                                "    os.write(2, b'low-level stderr from cem\\n')\n"
+                                "    action_dim = action_low.shape[0]\n")])
+    return {
+        "infinite_loop": {NOTEBOOK: loop},
+        "exception_in_a_cell": {NOTEBOOK: crash},
+        "deleted_test_cell": {NOTEBOOK: deleted},
+        "edited_locked_cells": {NOTEBOOK: edited},
+        "renamed_notebook": {"01-planning-Copy1.ipynb": reference},
+        "not_json": {NOTEBOOK: '{"cells": [ this is not json'},
+        "stderr_warnings": {NOTEBOOK: noisy},
+    }
+
+
+@pytest.fixture(scope="module")
+def kernel_env():
+    """Kernels started by nbgrader inherit this environment: the repository on an absolute PYTHONPATH."""
+    with pytest.MonkeyPatch.context() as mp:
+        paths = [str(REPO)] + [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        mp.setenv("PYTHONPATH", os.pathsep.join(paths))
+        mp.setenv("MBRL_COURSE_BUDGET", "smoke")
+        yield
+
+
+def _new_course(dest: Path, with_release: bool) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
+    shutil.copytree(REPO / "solutions", dest / "solutions")
+    if with_release:
+        shutil.copytree(REPO / "assignments", dest / "assignments")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, kernel_env):
+    """A fresh course (release regenerated from solutions/) and one autograde run over a whole class."""
+    course = _new_course(tmp_path_factory.mktemp("graded") / "course", with_release=False)
+    pipeline.release(course, ASSIGNMENT)
+    release_nb = nbformat.read(course / "assignments" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    reference = pipeline.fill_release(release_nb, nbformat.read(SOURCE, as_version=4))
+    students = {"reference_solution": {NOTEBOOK: reference}, "untouched_release": {NOTEBOOK: release_nb}}
+    students.update({name: {NOTEBOOK: _apply(reference, edits)} for name, (edits, _, _) in BUGS.items()})
+    students.update(misbehaving(reference, release_nb))
+    for student, files in students.items():
+        pipeline.submit(course, student, ASSIGNMENT, files)
+    results = pipeline.autograde(course, ASSIGNMENT, timeout=TIMEOUT)
+    return SimpleNamespace(course=course, results={r.student: r for r in results}, students=sorted(students))
+
+
+# ------------------------------------------------------------------------------ (a) and (f): the release
+def test_release_regenerated_from_solutions_equals_committed_assignments(graded):
+    assert pipeline.release_differences(REPO, graded.course, ASSIGNMENT) == []
+    assert sorted(p.name for p in (REPO / "assignments").iterdir() if p.is_dir()) == pipeline.list_assignments(REPO)
+
+
+def test_release_differences_notices_a_stale_release(tmp_path):
+    course = _new_course(tmp_path / "course", with_release=True)
+    path = course / "assignments" / ASSIGNMENT / NOTEBOOK
+    path.write_text(path.read_text().replace("Part 1", "Part One"))
+    assert any("differs" in p for p in pipeline.release_differences(REPO, course, ASSIGNMENT))
+
+
+def test_nothing_under_assignments_holds_solutions_or_hidden_tests():
+    for assignment in pipeline.list_assignments(REPO):
+        assert pipeline.release_problems(REPO, assignment) == []
+    source = nbformat.read(SOURCE, as_version=4)
+    secret_lines = set()
+    for cell in source.cells:
+        inside, outside = pipeline._marked_lines(cell.source)
+        secret_lines |= inside
+    for path in (REPO / "assignments").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, path
+            for needle in ("torch.topk(returns, elites)", "std(dim=0, correction=0)", "check_cem_refits", "check_mpc_objective",
+                           "check_independent"):
+                assert needle not in text, f"{path} leaks {needle!r}"
+    assert len(secret_lines) > 30  # the oracle above really looked at solution and hidden-test lines
+
+
+def test_release_problems_catches_a_leak(tmp_path):
+    course = _new_course(tmp_path / "course", with_release=True)
+    path = course / "assignments" / ASSIGNMENT / NOTEBOOK
+    nb = nbformat.read(path, as_version=4)
+    _cell(nb, "refit").source += "\n    std = elite_samples.std(dim=0, correction=0)"
+    _cell(nb, "test_refit").source += "\n### BEGIN HIDDEN TESTS"
+    nbformat.write(nb, path)
+    problems = pipeline.release_problems(course, ASSIGNMENT)
+    assert any("leaks" in p and "correction=0" in p for p in problems)
+    assert any("BEGIN HIDDEN TESTS" in p for p in problems)
+
+
+def test_release_links_and_kernel(graded):
+    nb = nbformat.read(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    assert f"assignments/{ASSIGNMENT}/{NOTEBOOK}" in nb.cells[0].source
+    assert "solutions/" not in nb.cells[0].source
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+# ------------------------------------------------------------------------------ (b), (c), (d)
+def test_reference_solution_gets_full_marks(graded):
+    result = graded.results["reference_solution"]
+    assert (result.status, result.reason) == ("graded", "")
+    assert result.max_score == MAX_SCORE >= 10
+    assert result.score == MAX_SCORE
+    assert result.cells == {name: float(points) for name, points in GRADED_CELLS.items()}
+
+
+def test_untouched_release_gets_zero(graded):
+    result = graded.results["untouched_release"]
+    assert result.status == "graded"
+    assert result.score == 0
+    assert set(result.cells) == set(GRADED_CELLS) and not any(result.cells.values())
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_each_wrong_solution_loses_points_where_its_bug_is(graded, bug):
+    _, losing, _ = BUGS[bug]
+    result = graded.results[bug]
+    assert result.status == "graded"
+    for name, points in GRADED_CELLS.items():
+        if name in losing:
+            assert result.cells[name] < points, f"{bug}: {name} should lose points"
+        else:
+            assert result.cells[name] == points, f"{bug}: {name} should keep its points"
+    assert result.score < MAX_SCORE
+    if bug == "calls_the_reference_cem":
+        assert result.cells["test_cem"] == 0
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_each_wrong_solution_is_told_what_is_wrong(bug):
+    edits, _, (check, phrase) = BUGS[bug]
+    correct, wrong = solution_namespace(), solution_namespace(edits)
+    calls = {
+        "check_mpc_objective": lambda ns: pt.check_mpc_objective(ns["mpc_step"], seed=1),
+        "check_cem_refits": lambda ns: pt.check_cem_refits(ns["cem"], seed=2),
+        "check_select_elites_top": lambda ns: pt.check_select_elites_top(ns["select_elites"], seed=3),
+        "check_sample_gaussian_shape": lambda ns: pt.check_sample_gaussian_shape(ns["sample_gaussian"], seed=4),
+        "check_random_shooting_best": lambda ns: pt.check_random_shooting_best(ns["random_shooting"], seed=5),
+        "check_sample_uniform_statistics": lambda ns: pt.check_sample_uniform_statistics(ns["sample_uniform"], seed=6),
+        "check_refit_std": lambda ns: pt.check_refit_std(ns["refit"], seed=7),
+        "check_select_elites_count": lambda ns: pt.check_select_elites_count(ns["select_elites"], seed=8),
+        "check_mpc_step_action": lambda ns: pt.check_mpc_step_action(
+            ns["mpc_step"], ns["model"], ns["reward_fn"], torch.zeros(2), action_dim=1, seed=9),
+        "check_independent": lambda ns: pt.check_independent("cem", ns["cem"], seed=10),
+    }
+    calls[check](correct)  # the correct solution passes this check ...
+    with pytest.raises(GradingError, match=phrase):  # ... the wrong one fails it, saying why
+        calls[check](wrong)
+
+
+def test_the_solution_passes_every_check_across_seeds():
+    ns = solution_namespace()
+    for seed in (101, 202):
+        pt.check_sample_uniform_statistics(ns["sample_uniform"], seed)
+        pt.check_random_shooting_best(ns["random_shooting"], seed)
+        pt.check_random_shooting_vs_reference(ns["random_shooting"], seed)
+        pt.check_sample_gaussian_statistics(ns["sample_gaussian"], seed)
+        pt.check_select_elites_top(ns["select_elites"], seed)
+        pt.check_refit_std(ns["refit"], seed)
+        pt.check_cem_refits(ns["cem"], seed)
+        pt.check_cem_initial_distribution(ns["cem"], seed)
+        pt.check_cem_converges(ns["cem"], seed, runs=3, beyond_bounds=True)
+        pt.check_mpc_objective(ns["mpc_step"], seed)
+
+
+# ------------------------------------------------------------------------------ (e) misbehaving submissions
+def test_infinite_loop_times_out_and_the_rest_is_graded(graded):
+    result = graded.results["infinite_loop"]
+    assert result.status == "graded"
+    assert "ran too long" in result.reason or "interrupted" in result.reason
+    assert result.score == MAX_SCORE  # the loop sat after the function: every test still ran
+
+
+def test_exception_in_a_cell_costs_the_cells_that_need_it(graded):
+    result = graded.results["exception_in_a_cell"]
+    assert result.status == "graded"
+    assert "refit raised NameError" in result.reason
+    assert result.cells["test_refit"] == 0 and result.cells["test_cem"] == 0
+    assert result.cells["test_select_elites"] == GRADED_CELLS["test_select_elites"]
+
+
+def test_deleted_test_cell_is_restored_and_graded(graded):
+    result = graded.results["deleted_test_cell"]
+    assert result.status == "graded"
+    assert "test_refit" in result.reason and "restored" in result.reason
+    assert result.cells["test_refit"] == GRADED_CELLS["test_refit"]
+    assert result.score == MAX_SCORE
+
+
+def test_edited_read_only_cells_are_restored(graded):
+    result = graded.results["edited_locked_cells"]
+    assert result.status == "graded"
+    assert "test_select_elites" in result.reason and "model" in result.reason
+    assert result.cells["test_select_elites"] < GRADED_CELLS["test_select_elites"]  # "2.0" did not stand
+    assert result.cells["test_mpc_step"] == GRADED_CELLS["test_mpc_step"]  # the model came back (TARGET = 1)
+
+
+@pytest.mark.parametrize(("student", "phrase"), [("renamed_notebook", "renamed"), ("not_json", "not a readable notebook")])
+def test_ungradable_submission_gets_zero_and_a_reason(graded, student, phrase):
+    result = graded.results[student]
+    assert result.status == "failed"
+    assert phrase in result.reason
+    assert result.score == 0 and result.max_score == MAX_SCORE
+
+
+def test_stderr_output_does_not_cost_points(graded):
+    result = graded.results["stderr_warnings"]
+    assert (result.status, result.score) == ("graded", MAX_SCORE)
+    nb = nbformat.read(graded.course / "autograded" / "stderr_warnings" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "is this right?" in text  # the warning is shown to the student, not hidden
+
+
+def test_every_student_is_in_the_gradebook_and_a_regrade_loses_nobody(graded, tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(graded.course, course)
+    before = pipeline.read_scores(course, ASSIGNMENT)
+    assert sorted(before) == graded.students
+    folder = course / "submitted" / "renamed_notebook" / ASSIGNMENT
+    (folder / "01-planning-Copy1.ipynb").rename(folder / NOTEBOOK)  # the instructor fixes the name ...
+    (regraded,) = pipeline.autograde(course, ASSIGNMENT, ["renamed_notebook"], timeout=TIMEOUT)  # ... and regrades
+    assert (regraded.status, regraded.score, regraded.reason) == ("graded", MAX_SCORE, "")
+    after = pipeline.read_scores(course, ASSIGNMENT)
+    assert {k: v for k, v in after.items() if k != "renamed_notebook"} == {
+        k: v for k, v in before.items() if k != "renamed_notebook"}
+    report = pipeline.load_report(course, ASSIGNMENT)
+    assert sorted(report) == graded.students and report["renamed_notebook"]["status"] == "graded"
+
+
+# ------------------------------------------------------------------------------ export and feedback
+def test_export_csv_has_every_student_with_status_and_reason(graded, tmp_path):
+    out = pipeline.export_grades(graded.course, ASSIGNMENT, tmp_path / "grades.csv")
+    rows = {row["student_id"]: row for row in csv.DictReader(out.open())}
+    assert sorted(rows) == graded.students
+    assert rows["reference_solution"]["score"] == str(MAX_SCORE)
+    assert rows["untouched_release"]["score"] == "0"
+    assert rows["not_json"]["status"] == "failed" and "not a readable notebook" in rows["not_json"]["reason"]
+    for name, points in GRADED_CELLS.items():
+        assert rows["reference_solution"][name] == str(points)
+    assert all(float(r["score"]) == pytest.approx(graded.results[s].score, abs=1e-4) for s, r in rows.items())
+
+
+def test_feedback_html_for_graded_and_ungradable_students(graded, tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(graded.course, course)
+    paths = pipeline.generate_feedback(course, ASSIGNMENT, ["reference_solution", "std_not_refit", "not_json"])
+    names = {(p.parent.parent.name, p.name) for p in paths}
+    assert ("reference_solution", "01-planning.html") in names
+    assert ("std_not_refit", "01-planning.html") in names
+    assert ("not_json", "grading-problem.html") in names
+    html = (course / "feedback" / "std_not_refit" / ASSIGNMENT / "01-planning.html").read_text()
+    assert "never refit" in html  # the student reads what was wrong
+    assert "not a readable notebook" in (course / "feedback" / "not_json" / ASSIGNMENT / "grading-problem.html").read_text()
+
+
+# ------------------------------------------------------------------------------ the commands
+def test_course_command_validate_release_and_errors(tmp_path, kernel_env, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="mbrl-course")
+    add_course_parser(parser.add_subparsers(dest="command"))
+    course = _new_course(tmp_path / "course", with_release=True)
+    assert run_course(parser.parse_args(["course", "validate", "--course-dir", str(course), "--timeout", str(TIMEOUT)])) == 0
+    assert f"{ASSIGNMENT}: OK" in capsys.readouterr().out
+    assert not (course / "gradebook.db").exists()  # validate works on a temporary copy
+    assert run_course(parser.parse_args(["course", "autograde", "nope", "--course-dir", str(course)])) == 1
+    assert "known assignments: 01-planning" in capsys.readouterr().err
+    assert run_course(parser.parse_args(["course", "release", "--course-dir", str(course)])) == 0
+    assert pipeline.release_differences(REPO, course, ASSIGNMENT) == []
+
+
+# ------------------------------------------------------------------------------ the pieces of a test cell
+def test_report_partial_credit_messages_and_veto(capsys):
+    report = Report("f", points=3)
+    with report.part("a"):
+        pass
+    with report.part("b", weight=2):
+        raise GradingError("b is wrong: look at the bounds")
+    assert report.score() == pytest.approx(1.0)
+    out = capsys.readouterr().out
+    assert "[PASS] f: a" in out and "[FAIL] f: b" in out and "look at the bounds" in out
+
+    def student():
+        raise NotImplementedError()
+
+    report = Report("g", points=2)
+    with report.part("runs"):
+        student()
+    assert report.score() == 0 and "not implemented yet" in capsys.readouterr().out
+
+    report = Report("h", points=2)
+    with report.part("x"):
+        pass
+    with report.part("independent", veto=True):
+        raise GradingError("called the reference")
+    assert report.score() == 0
+
+    with pytest.raises(ValueError, match="points"):
+        Report("bad", points=0)
+
+
+def test_report_names_the_students_line_and_keeps_stderr_off_stderr(capsys):
+    def student(x):
+        import warnings
+
+        warnings.warn("careful", UserWarning, stacklevel=1)
+        print("noise", file=sys.stderr)
+        return x.shape[5]
+
+    report = Report("f", points=1)
+    with report.part("works"):
+        student(torch.zeros(2))
+    assert report.score() == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "IndexError" in captured.out and "return x.shape[5]" in captured.out
+    assert "careful" in captured.out and "noise" in captured.out
+
+
+def test_stderr_to_stdout_keeps_the_points_of_a_cell_with_warnings():
+    from nbgrader.utils import determine_grade
+
+    from mbrl_course.grading.preprocessors import StderrToStdout
+
+    cell = nbformat.v4.new_code_cell("report.score()")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 2, "solution": False, "locked": True}
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="UserWarning: something\n"),
+                    nbformat.v4.new_output("execute_result", data={"text/plain": "1.5"}, execution_count=1)]
+    assert determine_grade(cell)[0] == 0  # what nbgrader would do
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb, _ = StderrToStdout()(nb, {})
+    assert determine_grade(nb.cells[0])[0] == 1.5
+    assert nb.cells[0].outputs[0]["text"] == "UserWarning: something\n"
+    error = nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[])
+    nb.cells[0].outputs = [error]
+    nb, _ = StderrToStdout()(nb, {})
+    assert determine_grade(nb.cells[0])[0] == 0  # errors still score 0
+
+
+def test_reference_calls_are_detected_however_imported():
+    import mbrl_course.planning.cem as cem_module
+    from mbrl_course.planning import RandomShooting
+
+    def objective(u):
+        return -(u**2).sum(dim=(1, 2))
+
+    with reference_calls() as seen:
+        torch.randn(3).sum()  # torch is not the reference
+    assert seen == []
+    with reference_calls() as seen:
+        cem_module.CEM(2, [-1.0], [1.0], population=10, elites=2, iterations=1, device="cpu", seed=0).plan(objective)
+    assert any("cem.py" in s for s in seen)
+    with pytest.raises(GradingError, match="reference implementation"):
+        expect_independent("rs", lambda: RandomShooting(2, [-1.0], [1.0], population=5, device="cpu", seed=0).plan(objective))
+    assert sys.getprofile() is None  # the hook is removed afterwards
+
+
+def test_graded_cells_declare_their_points_and_hide_tests():
+    nb = nbformat.read(SOURCE, as_version=4)
+    graded_cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert {c.metadata.nbgrader.grade_id: c.metadata.nbgrader.points for c in graded_cells} == GRADED_CELLS
+    for cell in graded_cells:
+        points = cell.metadata.nbgrader.points
+        assert f'points={points})' in cell.source, f"{cell.metadata.nbgrader.grade_id}: Report points != cell points"
+        assert "### BEGIN HIDDEN TESTS" in cell.source and cell.source.rstrip().endswith("report.score()")
+        assert cell.metadata.nbgrader.locked
