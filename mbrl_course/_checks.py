@@ -50,7 +50,8 @@ def check_shape(name: str, tensor: torch.Tensor, expected: Sequence[int | None |
         e is None or isinstance(e, str) or e == s for e, s in zip(expected, shape)
     )
     if not ok:
-        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        parts = ["*" if e is None else str(e) for e in expected]
+        want = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
         raise ValueError(f"{name}: expected shape {want}, got {shape}")
 
 

@@ -1,0 +1,348 @@
+"""The data set D_real of the lecture's two loops: a replay buffer, splits, bootstraps and normalisers.
+
+Both loops of the slides grow a data set of real transitions,
+
+    D_real := D_real ∪ (i, u, g_i, i'),
+
+and fit the dynamics model on it, ψ := argmin_ψ L(f_ψ(·, ·), D_real). :class:`ReplayBuffer` is D_real:
+it stores transitions (state i, action u, reward g_i, next state i', terminated flag) in tensors
+preallocated on the device, hands out uniform minibatches, a train/validation split (for early
+stopping) and per-member bootstrap resamples (for the ensembles of PETS and MBPO).
+:class:`Normalizer` standardises model inputs and targets, x ↦ (x − mean) / std.
+
+Indices. ``split``, ``bootstrap`` and ``batch`` talk about *storage slots* ``0 .. len(buffer) - 1``.
+Once the ring buffer has wrapped, slot order is not time order; :meth:`ReplayBuffer.all` returns
+the transitions oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from mbrl_course._checks import (
+    as_tensor,
+    check_finite,
+    check_positive_float,
+    check_positive_int,
+    check_shape,
+    resolve_device,
+)
+
+__all__ = ["Batch", "ReplayBuffer", "Normalizer"]
+
+
+@dataclass
+class Batch:
+    """A batch of transitions (i, u, g_i, i', terminated), optionally with a leading member axis K.
+
+    Shapes: ``obs (B, O)``, ``action (B, A)``, ``reward (B,)``, ``next_obs (B, O)``,
+    ``terminated (B,)`` (bool); with a leading ``K`` on every field for bootstrapped ensemble
+    batches (``obs (K, B, O)`` ...).
+    """
+
+    obs: torch.Tensor
+    """state i: (B, O) or (K, B, O)"""
+    action: torch.Tensor
+    """action u: (B, A) or (K, B, A)"""
+    reward: torch.Tensor
+    """reward g_i: (B,) or (K, B)"""
+    next_obs: torch.Tensor
+    """next state i': (B, O) or (K, B, O)"""
+    terminated: torch.Tensor
+    """True where i' is terminal: (B,) or (K, B), bool"""
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
+        """The same batch on ``device``, its floating tensors cast to ``dtype`` (``terminated`` stays bool)."""
+        return Batch(**{
+            f.name: getattr(self, f.name).to(device=device, dtype=None if f.name == "terminated" else dtype)
+            for f in fields(self)
+        })
+
+    def slice(self, start: int, stop: int) -> Batch:
+        """Transitions ``start:stop`` along the batch axis B (views, any leading K axis kept)."""
+        return Batch(
+            obs=self.obs[..., start:stop, :],
+            action=self.action[..., start:stop, :],
+            reward=self.reward[..., start:stop],
+            next_obs=self.next_obs[..., start:stop, :],
+            terminated=self.terminated[..., start:stop],
+        )
+
+    def __len__(self) -> int:
+        """Number of transitions along the batch axis B (per member when there is a K axis)."""
+        return int(self.reward.shape[-1])
+
+
+def _random_ints(high: int, size: tuple[int, ...], generator: torch.Generator | None,
+                 device: torch.device) -> torch.Tensor:
+    """Uniform integers in [0, high) drawn on the generator's device, returned on ``device``."""
+    where = generator.device if generator is not None else device
+    return torch.randint(0, high, size, generator=generator, device=where).to(device)
+
+
+def _random_perm(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """A uniform random permutation of 0..n-1 drawn on the generator's device, returned on ``device``."""
+    where = generator.device if generator is not None else device
+    return torch.randperm(n, generator=generator, device=where).to(device)
+
+
+class ReplayBuffer:
+    """D_real: transitions (i, u, g_i, i', terminated) in preallocated device tensors, a ring when full.
+
+    Args:
+        obs_dim: O, the size of a state i.
+        act_dim: A, the size of an action u.
+        capacity: most transitions kept; when full, the oldest is overwritten first.
+        device: where the storage lives (``"cpu"``, ``"cuda"``, ``"auto"``).
+        dtype: floating dtype of states, actions and rewards (``terminated`` is bool).
+    """
+
+    _FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        capacity: int = 1_000_000,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.obs_dim = check_positive_int("obs_dim", obs_dim)
+        self.act_dim = check_positive_int("act_dim", act_dim)
+        self.capacity = check_positive_int("capacity", capacity)
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype: expected a floating dtype, got {dtype}")
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self._storage = {
+            "obs": torch.zeros(self.capacity, self.obs_dim, device=self.device, dtype=dtype),
+            "action": torch.zeros(self.capacity, self.act_dim, device=self.device, dtype=dtype),
+            "reward": torch.zeros(self.capacity, device=self.device, dtype=dtype),
+            "next_obs": torch.zeros(self.capacity, self.obs_dim, device=self.device, dtype=dtype),
+            "terminated": torch.zeros(self.capacity, device=self.device, dtype=torch.bool),
+        }
+        self._next = 0  # slot the next transition goes to
+        self._size = 0
+
+    # ------------------------------------------------------------------ adding
+    def _validated(self, name: str, value: Any, shape: tuple[int | str, ...]) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            value = value.detach()  # D_real stores data, never a piece of an autograd graph
+        if name == "terminated":
+            tensor = as_tensor(name, value, device=self.device)
+            check_shape(name, tensor, shape)
+            if tensor.is_floating_point():
+                check_finite(name, tensor)
+            return tensor != 0
+        tensor = as_tensor(name, value)
+        if tensor.dtype == torch.bool:
+            raise TypeError(f"{name}: expected numbers, got a bool tensor")
+        tensor = tensor.to(device=self.device, dtype=self.dtype)
+        check_shape(name, tensor, shape)
+        check_finite(name, tensor)
+        return tensor
+
+    def add(self, obs, action, reward, next_obs, terminated) -> None:
+        """D_real := D_real ∪ (i, u, g_i, i'): store one transition.
+
+        Args:
+            obs: i, shape (O,).
+            action: u, shape (A,).
+            reward: g_i, a number or shape ().
+            next_obs: i', shape (O,).
+            terminated: whether i' is terminal (bool or 0/1).
+        """
+        self._store({
+            "obs": self._validated("obs", obs, (self.obs_dim,))[None],
+            "action": self._validated("action", action, (self.act_dim,))[None],
+            "reward": self._validated("reward", reward, ())[None],
+            "next_obs": self._validated("next_obs", next_obs, (self.obs_dim,))[None],
+            "terminated": self._validated("terminated", terminated, ())[None],
+        })
+
+    def add_batch(self, obs, action, reward, next_obs, terminated) -> None:
+        """Store B transitions at once (in the order given; the last ones win when B > capacity).
+
+        Args:
+            obs: (B, O). action: (B, A). reward: (B,). next_obs: (B, O). terminated: (B,).
+        """
+        obs = self._validated("obs", obs, ("B", self.obs_dim))
+        n = obs.shape[0]
+        values = {
+            "obs": obs,
+            "action": self._validated("action", action, (n, self.act_dim)),
+            "reward": self._validated("reward", reward, (n,)),
+            "next_obs": self._validated("next_obs", next_obs, (n, self.obs_dim)),
+            "terminated": self._validated("terminated", terminated, (n,)),
+        }
+        self._store(values)
+
+    def _store(self, values: dict[str, torch.Tensor]) -> None:
+        """Write validated rows into the ring, starting at the next free slot."""
+        n = values["obs"].shape[0]
+        if n == 0:
+            return
+        if n > self.capacity:  # only the newest `capacity` transitions survive
+            values = {k: v[n - self.capacity:] for k, v in values.items()}
+            n = self.capacity
+        slots = (self._next + torch.arange(n, device=self.device)) % self.capacity
+        for key, value in values.items():
+            self._storage[key][slots] = value
+        self._next = (self._next + n) % self.capacity
+        self._size = min(self._size + n, self.capacity)
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return self._size
+
+    def _require(self, n: int = 1) -> None:
+        if self._size < n:
+            raise ValueError(f"buffer: needs at least {n} transition(s), holds {self._size}")
+
+    def batch(self, indices: torch.Tensor, *, check: bool = True) -> Batch:
+        """The transitions in storage slots ``indices``: (n,) gives a plain batch, (K, n) one with a K axis.
+
+        ``check=False`` skips the range check (a device sync), for training loops whose indices
+        come from :meth:`split` / :meth:`bootstrap`.
+        """
+        indices = as_tensor("indices", indices, device=self.device)
+        if indices.dtype not in (torch.int64, torch.int32) or indices.dim() not in (1, 2):
+            raise ValueError(
+                f"indices: expected an integer tensor of shape (n,) or (K, n), got dtype {indices.dtype}, "
+                f"shape {tuple(indices.shape)}"
+            )
+        if check and indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self._size):
+            raise ValueError(f"indices: expected slots in [0, {self._size}), got values outside that range")
+        return Batch(**{k: v[indices] for k, v in self._storage.items()})
+
+    def all(self) -> Batch:
+        """Every stored transition, oldest first: obs (len, O), ..."""
+        start = self._next if self._size == self.capacity else 0
+        order = (start + torch.arange(self._size, device=self.device)) % self.capacity
+        return Batch(**{k: v[order] for k, v in self._storage.items()})
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """A minibatch of ``batch_size`` transitions drawn uniformly with replacement from D_real."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        self._require()
+        return self.batch(_random_ints(self._size, (batch_size,), generator, self.device))
+
+    def split(
+        self, val_fraction: float, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random partition of the slots into (train, validation) index tensors.
+
+        The validation part has round(val_fraction · len) slots, and at least one whenever
+        ``val_fraction > 0`` and the buffer holds two or more transitions; the training part is
+        never empty.
+        """
+        val_fraction = check_positive_float("val_fraction", val_fraction, allow_zero=True)
+        if val_fraction >= 1:
+            raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction}")
+        self._require()
+        n = self._size
+        n_val = int(round(val_fraction * n))
+        if val_fraction > 0 and n >= 2:
+            n_val = max(n_val, 1)
+        n_val = min(n_val, n - 1)
+        perm = _random_perm(n, generator, self.device)
+        return perm[n_val:], perm[:n_val]
+
+    def bootstrap(
+        self, num_members: int, indices: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-member bootstrap resamples of ``indices``: (K, n), each row drawn with replacement."""
+        num_members = check_positive_int("num_members", num_members)
+        indices = as_tensor("indices", indices, device=self.device)
+        check_shape("indices", indices, ("n",))
+        n = indices.shape[0]
+        if n == 0:
+            raise ValueError("indices: expected at least one index to resample, got none")
+        return indices[_random_ints(n, (num_members, n), generator, self.device)]
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The filled part of the storage (slot order) and the ring position, for ``torch.save``."""
+        return {
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "capacity": self.capacity,
+            "next": self._next,
+            "size": self._size,
+            **{k: v[: self._size].clone() for k, v in self._storage.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; with another capacity the transitions are re-added oldest first."""
+        for key in ("obs_dim", "act_dim"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"state_dict: {key} is {state[key]}, this buffer has {getattr(self, key)}")
+        size, nxt = int(state["size"]), int(state["next"])
+        if state["capacity"] == self.capacity:
+            for key in self._FIELDS:
+                value = state[key].to(self.device)
+                self._storage[key][:size] = value if key == "terminated" else value.to(self.dtype)
+            self._next, self._size = nxt, size
+            return
+        start = nxt if size == state["capacity"] else 0
+        order = (start + torch.arange(size)) % max(size, 1)
+        self._next, self._size = 0, 0
+        self.add_batch(*(state[key][order] for key in self._FIELDS))
+
+    def __repr__(self) -> str:
+        return (f"ReplayBuffer(obs_dim={self.obs_dim}, act_dim={self.act_dim}, len={self._size}, "
+                f"capacity={self.capacity}, device={self.device})")
+
+
+class Normalizer(torch.nn.Module):
+    """Standardisation x̃ = (x − m) / s with m, s the per-dimension mean and std of fitted data.
+
+    ``mean`` and ``std`` are registered buffers: they move with ``.to(device)`` and are saved in
+    ``state_dict``. Before :meth:`fit` the map is the identity (m = 0, s = 1).
+
+    Args:
+        dim: size of the last axis of x.
+        eps: s is clamped at ``eps`` so constant features do not divide by zero.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, dim: int, eps: float = 1e-6, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.dim = check_positive_int("dim", dim)
+        self.eps = check_positive_float("eps", eps)
+        device = resolve_device(device)
+        self.register_buffer("mean", torch.zeros(self.dim, device=device, dtype=dtype))
+        self.register_buffer("std", torch.ones(self.dim, device=device, dtype=dtype))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """m := mean_n x_n, s := max(sqrt(mean_n (x_n − m)²), eps) over the rows of ``x: (n, dim)``."""
+        x = as_tensor("x", x)
+        check_shape("x", x, ("n", self.dim))
+        check_finite("x", x)
+        if x.shape[0] == 0:
+            raise ValueError("x: expected at least one row to fit, got none")
+        x = x.to(device=self.mean.device, dtype=self.mean.dtype)
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0, correction=0).clamp_min(self.eps))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """x̃ = (x − m) / s over the last axis; ``x: (..., dim)``."""
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """x = x̃ s + m over the last axis; ``x: (..., dim)``."""
+        return x * self.std + self.mean
+
+    def scale_variance(self, var: torch.Tensor) -> torch.Tensor:
+        """Var[x] = Var[x̃] s²: a variance in normalised units back to raw units; ``var: (..., dim)``."""
+        return var * self.std.square()
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, eps={self.eps}"
