@@ -1,0 +1,114 @@
+"""Seconds per planned action for PETS-style CEM, and how close the model runs to the matmul peak.
+
+Configuration (the issue's): a 5-member ensemble of 4×200 MLPs (SiLU), TS∞ with 20 particles,
+CEM with population 400, horizon 30, 5 iterations, Pendulum shapes (obs 3, action 1).
+
+The model's FLOPs are counted as the matrix products of its layers (2·in·out per row and layer);
+"achieved FLOP/s" divides them by the whole planning time (CEM, sampling, reward function and
+all), and "matmul FLOP/s" is this machine's throughput for the same batched products alone
+(torch.baddbmm on the same shapes, no activations), measured in the same run.
+
+    .venv/bin/python benchmarks/planning.py [--repeats 5] [--device cpu]
+
+Last line: ``seconds_per_action=<s> matmul_fraction=<f>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from mbrl_course.envs import reward_fn
+from mbrl_course.models import GaussianEnsemble, imagine_returns
+from mbrl_course.planning import CEM
+
+OBS, ACT, K, HIDDEN, LAYERS = 3, 1, 5, 200, 4
+POP, PARTICLES, HORIZON, ITERS = 400, 20, 30, 5
+
+
+def layer_shapes() -> list[tuple[int, int]]:
+    """(in, out) of each ensemble layer: obs+action -> 200 -> 200 -> 200 -> 200 -> mean and log-variance."""
+    out = 2 * (OBS + 1)  # next-state delta and reward: mean and log-variance
+    return [(OBS + ACT, HIDDEN)] + [(HIDDEN, HIDDEN)] * (LAYERS - 1) + [(HIDDEN, out)]
+
+
+def model_flops_per_action() -> float:
+    rows = POP * PARTICLES * HORIZON * ITERS
+    return rows * sum(2.0 * i * o for i, o in layer_shapes())
+
+
+def matmul_flops_per_second(device: torch.device, repeats: int) -> float:
+    rows = POP * PARTICLES // K
+    xs = [torch.randn(K, rows, i, device=device) for i, _ in layer_shapes()]
+    ws = [torch.randn(K, i, o, device=device) / i**0.5 for i, o in layer_shapes()]
+    bs = [torch.randn(K, 1, o, device=device) for _, o in layer_shapes()]
+    flops = rows * K * sum(2.0 * i * o for i, o in layer_shapes())
+
+    def one_pass():
+        for x, w, b in zip(xs, ws, bs):
+            torch.baddbmm(b, x, w)
+
+    for _ in range(5):
+        one_pass()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(20):
+            one_pass()
+        _sync(device)
+        times.append((time.perf_counter() - start) / 20)
+    return flops / statistics.median(times)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="planned actions to time (median)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    model = GaussianEnsemble(OBS, ACT, ensemble_size=K, hidden_size=HIDDEN, num_layers=LAYERS,
+                             predict_reward=True, device=device).eval()
+    reward = reward_fn("Pendulum-v1")
+    planner = CEM(horizon=HORIZON, action_low=[-2.0], action_high=[2.0], population=POP, elites=40,
+                  iterations=ITERS, device=device, seed=0, keep_history=False)
+    generator = torch.Generator(device=device).manual_seed(0)
+    state = torch.tensor([1.0, 0.0, 0.0], device=device)
+
+    def objective(actions: torch.Tensor) -> torch.Tensor:
+        return imagine_returns(model, state, actions, reward_fn=reward, particles=PARTICLES,
+                               propagation="ts_inf", generator=generator)
+
+    with torch.inference_mode():
+        planner.plan(objective)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            _sync(device)
+            start = time.perf_counter()
+            planner.plan(objective)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    achieved = model_flops_per_action() / seconds
+    peak = matmul_flops_per_second(device, args.repeats)
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(f"config: K={K} members of {LAYERS}x{HIDDEN}, TS-inf, particles={PARTICLES}, population={POP}, "
+          f"horizon={HORIZON}, iterations={ITERS}")
+    print(f"per-action times (s): {', '.join(f'{t:.3f}' for t in times)}")
+    print(f"model FLOPs per action: {model_flops_per_action() / 1e9:.1f} GFLOP")
+    print(f"achieved model FLOP/s: {achieved / 1e9:.1f} GFLOP/s; matmul FLOP/s on the same shapes: {peak / 1e9:.1f} GFLOP/s")
+    print(f"seconds_per_action={seconds:.3f} matmul_fraction={achieved / peak:.3f}")
+
+
+if __name__ == "__main__":
+    main()
