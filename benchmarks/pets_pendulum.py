@@ -6,7 +6,7 @@ episodes 6–10. The "oracle" runs the same CEM planner on the env's true dynami
 (``mbrl_course.envs.dynamics_fn``) on the same episodes (same reset seeds): the difference is
 what the learned model costs.
 
-    .venv/bin/python benchmarks/pets_pendulum.py [--seeds 0 1 2] [--out benchmarks/out/pets]
+    .venv/bin/python benchmarks/pets_pendulum.py [--seeds 0 1 2] [--out benchmarks/out/pets] [--threads N]
 
 Writes a PNG of the learning curves next to the oracle's level under ``--out``.
 """
@@ -69,9 +69,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/pets"))
     parser.add_argument("--tier", default="default", choices=("smoke", "default", "full"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = PETSConfig.for_budget(args.tier)
-    print(f"PETS config ({args.tier}): {config}")
+    print(f"PETS config ({args.tier}): {config}; torch threads: {torch.get_num_threads()}")
     runs, summary = {}, []
     for seed in args.seeds:
         start = time.perf_counter()

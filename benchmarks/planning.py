@@ -6,7 +6,8 @@ CEM with population 400, horizon 30, 5 iterations, Pendulum shapes (obs 3, actio
 The model's FLOPs are counted as the matrix products of its layers (2·in·out per row and layer);
 "achieved FLOP/s" divides them by the whole planning time (CEM, sampling, reward function and
 all), and "matmul FLOP/s" is this machine's throughput for the same batched products alone
-(torch.baddbmm on the same shapes, no activations), measured in the same run.
+(torch.baddbmm on the same shapes, no activations), measured in the same run: planning and the
+matmul-only workload alternate, and the fraction is the median over rounds of t_matmul / t_plan.
 
     .venv/bin/python benchmarks/planning.py [--repeats 5] [--device cpu]
 
@@ -40,28 +41,19 @@ def model_flops_per_action() -> float:
     return rows * sum(2.0 * i * o for i, o in layer_shapes())
 
 
-def matmul_flops_per_second(device: torch.device, repeats: int) -> float:
+def matmul_workload(device: torch.device):
+    """The model's matrix products for one planned action, alone: ITERS·HORIZON passes over the layers."""
     rows = POP * PARTICLES // K
     xs = [torch.randn(K, rows, i, device=device) for i, _ in layer_shapes()]
     ws = [torch.randn(K, i, o, device=device) / i**0.5 for i, o in layer_shapes()]
     bs = [torch.randn(K, 1, o, device=device) for _, o in layer_shapes()]
-    flops = rows * K * sum(2.0 * i * o for i, o in layer_shapes())
 
-    def one_pass():
-        for x, w, b in zip(xs, ws, bs):
-            torch.baddbmm(b, x, w)
+    def run() -> None:
+        for _ in range(ITERS * HORIZON):
+            for x, w, b in zip(xs, ws, bs):
+                torch.baddbmm(b, x, w)
 
-    for _ in range(5):
-        one_pass()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(20):
-            one_pass()
-        _sync(device)
-        times.append((time.perf_counter() - start) / 20)
-    return flops / statistics.median(times)
+    return run
 
 
 def _sync(device: torch.device) -> None:
@@ -71,7 +63,7 @@ def _sync(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="planned actions to time (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds of (planned action, matmul-only) to time")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -89,25 +81,36 @@ def main() -> None:
         return imagine_returns(model, state, actions, reward_fn=reward, particles=PARTICLES,
                                propagation="ts_inf", generator=generator)
 
+    matmul = matmul_workload(device)
+
+    def timed(fn) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - start
+
+    # Plan and matmul-only workloads alternate, so that whatever else the machine is doing
+    # slows both alike; each round's ratio t_matmul / t_plan is the fraction of the matmul peak.
     with torch.inference_mode():
         planner.plan(objective)  # warm-up
-        times = []
+        matmul()
+        plan_times, matmul_times = [], []
         for _ in range(args.repeats):
-            _sync(device)
-            start = time.perf_counter()
-            planner.plan(objective)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    achieved = model_flops_per_action() / seconds
-    peak = matmul_flops_per_second(device, args.repeats)
+            plan_times.append(timed(lambda: planner.plan(objective)))
+            matmul_times.append(timed(matmul))
+    seconds = statistics.median(plan_times)
+    fraction = statistics.median(m / p for m, p in zip(matmul_times, plan_times))
+    flops = model_flops_per_action()
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
     print(f"config: K={K} members of {LAYERS}x{HIDDEN}, TS-inf, particles={PARTICLES}, population={POP}, "
           f"horizon={HORIZON}, iterations={ITERS}")
-    print(f"per-action times (s): {', '.join(f'{t:.3f}' for t in times)}")
-    print(f"model FLOPs per action: {model_flops_per_action() / 1e9:.1f} GFLOP")
-    print(f"achieved model FLOP/s: {achieved / 1e9:.1f} GFLOP/s; matmul FLOP/s on the same shapes: {peak / 1e9:.1f} GFLOP/s")
-    print(f"seconds_per_action={seconds:.3f} matmul_fraction={achieved / peak:.3f}")
+    print(f"per-action planning times (s): {', '.join(f'{t:.3f}' for t in plan_times)}")
+    print(f"same matmuls alone (s):        {', '.join(f'{t:.3f}' for t in matmul_times)}")
+    print(f"model FLOPs per action: {flops / 1e9:.1f} GFLOP")
+    print(f"achieved model FLOP/s: {flops / seconds / 1e9:.1f} GFLOP/s; matmul FLOP/s on the same shapes: "
+          f"{flops / statistics.median(matmul_times) / 1e9:.1f} GFLOP/s (medians)")
+    print(f"seconds_per_action={seconds:.3f} matmul_fraction={fraction:.3f}")
 
 
 if __name__ == "__main__":

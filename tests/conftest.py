@@ -12,8 +12,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # two workers on two cores: one thread each avoids oversubscription
+    # two workers on two cores: one thread each avoids oversubscription, which slows torch's
+    # small operations tenfold; OMP_NUM_THREADS carries the choice into the kernels and
+    # subprocesses the tests start
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(config, items):
