@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 
@@ -60,6 +62,10 @@ def make_env(env_id: str, *, seed: int | None = None, render_mode: str | None = 
         raise TypeError(f"seed: expected an integer or None, got {seed!r}")
     if env_id.startswith("mbrl_course/"):
         import mbrl_course.envs  # noqa: F401  (registers our own envs)
+    if render_mode == "rgb_array":
+        # classic-control envs draw with pygame: off-screen needs no display, and SDL's dummy
+        # driver keeps it from complaining about a missing one on headless machines
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make(env_id, render_mode=render_mode, **kwargs)
     try:
         check_bounded_box_actions(env)

@@ -1,9 +1,36 @@
 """Figures and animations the lectures and the command line draw.
 
+- :mod:`~mbrl_course.viz.curves`     learning curves from ``returns.csv``
+- :mod:`~mbrl_course.viz.animation`  rollouts as GIFs and notebook animations
+- :mod:`~mbrl_course.viz.planning`   CEM iterations (static grid and widget explorer), planner sweeps
+- :mod:`~mbrl_course.viz.rollouts`   the loops' code side by side, k-step model predictions
+
 Nothing in the core package imports this module; it may import anything.
 """
 
 from mbrl_course.viz.animation import animate_frames, save_gif
 from mbrl_course.viz.curves import plot_learning_curve, plot_learning_curves, read_returns_csv
+from mbrl_course.viz.planning import (
+    PlannerSweep,
+    cem_explorer,
+    plot_cem_iterations,
+    plot_plan_iteration,
+    plot_planner_sweeps,
+    sweep_planners,
+    true_dynamics_objective,
+    widgets_available,
+)
+from mbrl_course.viz.rollouts import (
+    animation_html,
+    code_side_by_side,
+    k_step_errors,
+    plot_model_predictions,
+    rollout_particles,
+)
 
-__all__ = ["animate_frames", "save_gif", "plot_learning_curve", "plot_learning_curves", "read_returns_csv"]
+__all__ = [
+    "animate_frames", "save_gif", "plot_learning_curve", "plot_learning_curves", "read_returns_csv",
+    "PlannerSweep", "cem_explorer", "plot_cem_iterations", "plot_plan_iteration", "plot_planner_sweeps",
+    "sweep_planners", "true_dynamics_objective", "widgets_available",
+    "animation_html", "code_side_by_side", "k_step_errors", "plot_model_predictions", "rollout_particles",
+]

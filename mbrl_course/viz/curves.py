@@ -6,10 +6,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 RETURNS_COLUMNS = ("episode", "return", "env_steps", "wall_s")
 
