@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml | $(PY)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(PY) -m mbrl_course.cli train pets --env Pendulum-v1 --episodes 10 --seed 0 --out runs/demo $(DEMO_ARGS)
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(PY) -m mbrl_course.cli train pets --env Pendulum-v1 --episodes 10 --seed 0 --out runs/demo --overwrite $(DEMO_ARGS)
 	@echo "demo finished: see runs/demo/learning_curve.png, runs/demo/rollout.gif and runs/demo/checkpoint.pt"
 
 # pytest exits 5 when it collects no tests; that alone is not a failure.
