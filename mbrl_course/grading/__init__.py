@@ -8,6 +8,7 @@ For test cells (imported by the notebooks; light, no nbgrader needed):
 - :mod:`mbrl_course.grading.checks`: compare with a reference (shape, bounds, values) and
   detect calls into the reference implementation (``expect_independent``).
 - :mod:`mbrl_course.grading.planning`: the checks of Assignment 1 (planning).
+- :mod:`mbrl_course.grading.kalman`: the checks of Assignment 2 (Kalman filtering, marginal likelihood).
 
 For authors and instructors:
 

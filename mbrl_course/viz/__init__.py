@@ -4,12 +4,24 @@
 - :mod:`~mbrl_course.viz.animation`  rollouts as GIFs and notebook animations
 - :mod:`~mbrl_course.viz.planning`   CEM iterations (static grid and widget explorer), planner sweeps
 - :mod:`~mbrl_course.viz.rollouts`   the loops' code side by side, k-step model predictions
+- :mod:`~mbrl_course.viz.filtering`  filtering posteriors, Kalman bands, noise sliders, likelihood surfaces
 
 Nothing in the core package imports this module; it may import anything.
 """
 
+from mbrl_course.viz._widgets import widgets_available
 from mbrl_course.viz.animation import animate_frames, save_gif
 from mbrl_course.viz.curves import plot_learning_curve, plot_learning_curves, read_returns_csv
+from mbrl_course.viz.filtering import (
+    noise_explorer,
+    plot_bayesian_kalman_filter,
+    plot_filter_steps,
+    plot_grid_filter,
+    plot_k_step_prediction,
+    plot_kalman_filter,
+    plot_likelihood_surface,
+    plot_noise_settings,
+)
 from mbrl_course.viz.planning import (
     PlannerSweep,
     cem_explorer,
@@ -18,7 +30,6 @@ from mbrl_course.viz.planning import (
     plot_planner_sweeps,
     sweep_planners,
     true_dynamics_objective,
-    widgets_available,
 )
 from mbrl_course.viz.rollouts import (
     animation_html,
@@ -33,4 +44,6 @@ __all__ = [
     "PlannerSweep", "cem_explorer", "plot_cem_iterations", "plot_plan_iteration", "plot_planner_sweeps",
     "sweep_planners", "true_dynamics_objective", "widgets_available",
     "animation_html", "code_side_by_side", "k_step_errors", "plot_model_predictions", "rollout_particles",
+    "noise_explorer", "plot_bayesian_kalman_filter", "plot_filter_steps", "plot_grid_filter",
+    "plot_k_step_prediction", "plot_kalman_filter", "plot_likelihood_surface", "plot_noise_settings",
 ]

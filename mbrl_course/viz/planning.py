@@ -38,6 +38,7 @@ from matplotlib.patches import Ellipse
 
 from mbrl_course._checks import as_tensor, check_positive_int, check_shape
 from mbrl_course.planning import Objective, PlanIteration, Planner
+from mbrl_course.viz._widgets import widgets_available
 
 __all__ = [
     "PlannerSweep",
@@ -454,17 +455,6 @@ def plot_cem_iterations(
     fig.suptitle(title or f"{name}: {n} iteration{'s' if n != 1 else ''}, "
                  f"{len(scene.iterations[0].samples)} samples each", fontsize=12)
     return fig
-
-
-def widgets_available() -> bool:
-    """True when ipywidgets imports and this code runs inside a Jupyter kernel (so a widget can be shown)."""
-    try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _png(fig: Figure, dpi: int = 90) -> bytes:
