@@ -9,7 +9,7 @@ all), and "matmul FLOP/s" is this machine's throughput for the same batched prod
 (torch.baddbmm on the same shapes, no activations), measured in the same run: planning and the
 matmul-only workload alternate, and the fraction is the median over rounds of t_matmul / t_plan.
 
-    .venv/bin/python benchmarks/planning.py [--repeats 5] [--device cpu]
+    .venv/bin/python benchmarks/planning.py [--repeats 7] [--device cpu] [--threads N]
 
 Last line: ``seconds_per_action=<s> matmul_fraction=<f>``.
 """
@@ -65,7 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="rounds of (planned action, matmul-only) to time")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both workloads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
 
