@@ -2,6 +2,9 @@
 
     mbrl-course train pets --env Pendulum-v1 --episodes 10 --seed 0 --device cpu --out runs/pets
     mbrl-course train mbmf --env Pendulum-v1 --out runs/mbmf
+    mbrl-course train mbpo --env InvertedPendulum-v5 --episodes 50 --out runs/mbpo   (the Dyna loop: ensemble + SAC)
+    mbrl-course train sac --env InvertedPendulum-v5 --episodes 50 --out runs/sac     (SAC alone, no model)
+    mbrl-course train mbmf-ft --env Pendulum-v1 --episodes 30 --out runs/mbmf-ft     (MPC -> DAgger -> PPO)
     mbrl-course evaluate runs/pets
     mbrl-course compare runs/pets runs/mbmf --out compare.png
     mbrl-course budget
@@ -34,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train an agent, writing returns.csv, learning_curve.png, checkpoint.pt")
-    tr.add_argument("algo", choices=sorted(ALGORITHMS), help="which agent")
+    tr.add_argument("algo", choices=sorted(ALGORITHMS),
+                    help="which agent: pets, mbmf (MPC loop); mbpo, sac (Dyna loop); mbmf-ft (MPC -> DAgger -> PPO)")
     tr.add_argument("--env", default="Pendulum-v1", choices=SUPPORTED_ENVS, help="gymnasium env id")
     tr.add_argument("--episodes", type=int, default=10, help="interaction budget τ in episodes (default 10)")
     tr.add_argument("--seed", type=int, default=0)
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                          record=not args.no_render, progress=not args.quiet)
         except (ValueError, FileExistsError) as err:
             parser.error(str(err))
+        except FloatingPointError as err:  # a diverging loss: the message says where the last good checkpoint is
+            print(f"mbrl-course train: error: {err}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             return 130
         print(f"{args.algo} on {args.env}: last return {rows[-1]['return']:.1f}; outputs in {out}")

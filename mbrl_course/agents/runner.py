@@ -4,11 +4,15 @@ A run directory holds
 
 - ``returns.csv``         one row per episode: ``episode,return,env_steps,wall_s`` (cumulative steps and seconds)
 - ``learning_curve.png``  episode return against env steps
-- ``checkpoint.pt``       config, model, D_real and random-number states after the last finished episode
+- ``checkpoint.pt``       config, the agent's state (model; policy, critics, optimisers for the Dyna agents),
+                          D_real and random-number states after the last finished episode
 - ``rollout.gif``         the last training episode, when the env renders
 
 The checkpoint is rewritten atomically after every episode, so a crash or Ctrl-C never leaves a
 broken file; ``train(..., resume=True)`` continues from it.
+
+Each named algorithm (:data:`ALGORITHMS`) is a config, a builder and the loop that runs it: the MPC
+loop (PETS, MBMF), the Dyna loop (MBPO, SAC alone) or MBMF's fine-tuning (MPC → DAgger → PPO).
 """
 
 from __future__ import annotations
@@ -29,26 +33,54 @@ import torch
 from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_choice, check_positive_int, resolve_device
+from mbrl_course.agents.dyna import dyna_loop
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
+from mbrl_course.agents.mbmf_ft import MBMFFTConfig, make_mbmf_ft, mbmf_ft_loop, mbmf_ft_loop_kwargs
+from mbrl_course.agents.mbpo import MBPOConfig, make_mbpo, mbpo_loop_kwargs
 from mbrl_course.agents.mpc import EpisodeResult, MPCAgent, mpc_loop, run_episode
 from mbrl_course.agents.pets import PETSConfig, make_pets
+from mbrl_course.agents.sac import SACAgentConfig, make_sac, sac_loop_kwargs
 from mbrl_course.budget import Tier, budget
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import make_env
 
 
+def _mpc_loop_kwargs(config) -> dict[str, Any]:
+    return {"seed_episodes": config.seed_episodes}
+
+
 @dataclass(frozen=True)
 class Algorithm:
-    """A named agent: its config class and the function that builds it for an env."""
+    """A named agent: its config class, the function that builds it for an env, and the loop that runs it.
+
+    Agents of the MPC loop (:class:`MPCAgent`) are checkpointed as their model and random-number
+    states; every other agent by its own ``state_dict()`` / ``load_state_dict()``.
+    """
 
     config_cls: type
-    build: Callable[..., MPCAgent]
+    """the dataclass of its hyperparameters, with ``for_budget(tier)``"""
+    build: Callable[..., Any]
+    """``build(env, env_id, config, device=, seed=)`` -> agent"""
+    loop: str = "mpc"
+    """which loop runs it: "mpc" (:func:`mpc_loop`), "dyna" (:func:`dyna_loop`) or "mbmf_ft" (:func:`mbmf_ft_loop`)"""
+    loop_kwargs: Callable[[Any], dict[str, Any]] = _mpc_loop_kwargs
+    """config -> the loop's keyword arguments (its schedule)"""
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "pets": Algorithm(PETSConfig, make_pets),
     "mbmf": Algorithm(MBMFConfig, make_mbmf),
+    "mbpo": Algorithm(MBPOConfig, make_mbpo, "dyna", mbpo_loop_kwargs),
+    "sac": Algorithm(SACAgentConfig, make_sac, "dyna", sac_loop_kwargs),
+    "mbmf-ft": Algorithm(MBMFFTConfig, make_mbmf_ft, "mbmf_ft", mbmf_ft_loop_kwargs),
 }
+
+
+def _loop(algo: str) -> Callable[..., list[EpisodeResult]]:
+    """The loop function of ``algo``, looked up when called (so tests may replace it)."""
+    return {"mpc": mpc_loop, "dyna": dyna_loop, "mbmf_ft": mbmf_ft_loop}[ALGORITHMS[algo].loop]
+
+
 CHECKPOINT_VERSION = 1
 
 
@@ -62,13 +94,22 @@ def make_config(algo: str, *, tier: Tier | None = None, overrides: Mapping[str, 
             raise ValueError(f"config: {algo} has no setting {key!r}; expected one of {', '.join(fields)}")
         default = getattr(config, key)
         if isinstance(default, tuple) and isinstance(value, str):
-            value = tuple(int(v) for v in value.split(","))
+            try:
+                value = tuple(int(v) for v in value.split(","))
+            except ValueError as err:
+                raise ValueError(f"config: {key} expects comma-separated integers, got {value!r}") from err
+        elif isinstance(default, bool) and isinstance(value, str):
+            if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"config: {key} expects true or false, got {value!r}")
+            value = value.strip().lower() in ("true", "1", "yes")
         elif isinstance(value, str) and not isinstance(default, str):
             try:
                 value = type(default)(value)
             except ValueError as err:
                 raise ValueError(f"config: {key} expects a {type(default).__name__}, got {value!r}") from err
         setattr(config, key, value)
+    if overrides:
+        config = dataclasses.replace(config)  # re-runs the config's own checks, if it has any
     return config
 
 
@@ -89,16 +130,42 @@ def _write_returns(rows: list[dict[str, float]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _rng_state(agent: MPCAgent) -> dict[str, Any]:
+def _rng_state(agent) -> dict[str, Any]:
+    if not isinstance(agent, MPCAgent):  # the other agents keep their generators in their state_dict
+        return {"torch": torch.get_rng_state()}
     return {"torch": torch.get_rng_state(), "agent": agent.generator.get_state(),
             "fit": agent.fit_generator.get_state(), "planner": agent.planner.generator.get_state()}
 
 
-def _set_rng_state(agent: MPCAgent, state: Mapping[str, Any]) -> None:
+def _set_rng_state(agent, state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if not isinstance(agent, MPCAgent):
+        return
     agent.generator.set_state(state["agent"])
     agent.fit_generator.set_state(state["fit"])
     agent.planner.generator.set_state(state["planner"])
+
+
+def _agent_state(agent) -> dict[str, Any]:
+    """What the checkpoint keeps of an agent: the model of an MPC agent, the whole state of the others."""
+    if isinstance(agent, MPCAgent):
+        return {"model": agent.model.state_dict()}
+    return {"agent": agent.state_dict()}
+
+
+def _load_agent_state(agent, ckpt: Mapping[str, Any]) -> None:
+    if "agent" in ckpt:
+        agent.load_state_dict(ckpt["agent"])
+    else:
+        agent.model.load_state_dict(ckpt["model"])
+        agent.model.eval()
+
+
+def _seed_episodes(config, rows: list[dict[str, float]]) -> int:
+    """How many of the first episodes acted at random (seeded D_real), for the plot."""
+    if hasattr(config, "seed_steps"):  # the Dyna agents seed by env steps
+        return sum(1 for row in rows if row["env_steps"] <= config.seed_steps)
+    return min(config.seed_episodes, len(rows))
 
 
 def load_run(run_dir: str | Path, *, device: str | torch.device | None = "cpu"):
@@ -112,8 +179,7 @@ def load_run(run_dir: str | Path, *, device: str | torch.device | None = "cpu"):
     config = algo.config_cls(**ckpt["config"])
     env = make_env(ckpt["env_id"], render_mode="rgb_array", **ckpt.get("env_kwargs", {}))
     agent = algo.build(env, ckpt["env_id"], config, device=device, seed=ckpt["seed"])
-    agent.model.load_state_dict(ckpt["model"])
-    agent.model.eval()
+    _load_agent_state(agent, ckpt)
     buffer = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], device=device)
     buffer.load_state_dict(ckpt["buffer"])
     return env, agent, buffer, ckpt
@@ -140,7 +206,8 @@ def train(
     Returns the rows of ``returns.csv``. With ``resume=True`` continues from ``out/checkpoint.pt``
     (the config stored there wins). ``env_kwargs`` go to ``make_env`` (e.g. ``max_episode_steps``).
     A Ctrl-C saves D_real so far and the checkpoint of the last finished episode, then re-raises;
-    a model fit that diverges (NaN loss) keeps the last good checkpoint and raises ``FloatingPointError``.
+    a model fit or a learner whose loss diverges (NaN/inf) keeps the last good checkpoint and raises
+    ``FloatingPointError``.
     """
     check_choice("algo", algo, tuple(ALGORITHMS))
     episodes = check_positive_int("episodes", episodes)
@@ -182,7 +249,7 @@ def train(
         _atomic_save({
             "version": CHECKPOINT_VERSION, "algo": algo, "env_id": env_id, "seed": seed,
             "config": dataclasses.asdict(config), "env_kwargs": dict(env_kwargs or {}), "episodes_done": episodes_done, "returns": rows,
-            "model": agent.model.state_dict(), "buffer": buffer.state_dict(), "rng": _rng_state(agent),
+            **_agent_state(agent), "buffer": buffer.state_dict(), "rng": _rng_state(agent),
             "seed_agent_rng": seed_agent.rng.bit_generator.state,
         }, ckpt_path)
 
@@ -190,7 +257,7 @@ def train(
         from mbrl_course.viz import plot_learning_curve
 
         plot_learning_curve(rows, out / "learning_curve.png", title=f"{algo.upper()} on {env_id} (seed {seed})",
-                            label=algo, seed_episodes=min(config.seed_episodes, len(rows)))
+                            label=algo, seed_episodes=_seed_episodes(config, rows))
 
     bar = tqdm(total=episodes, initial=start_episode, desc=f"{algo} {env_id}", unit="episode",
                disable=not progress, file=sys.stderr)
@@ -213,8 +280,9 @@ def train(
         bar.set_postfix(ret=f"{result.ret:.1f}")
 
     try:
-        mpc_loop(env, agent, buffer, episodes=episodes, seed_episodes=config.seed_episodes, seed=seed,
-                 start_episode=start_episode, on_episode=on_episode, record_last=record, seed_agent=seed_agent)
+        _loop(algo)(env, agent, buffer, episodes=episodes, seed=seed, start_episode=start_episode,
+                    on_episode=on_episode, record_last=record, seed_agent=seed_agent,
+                    **ALGORITHMS[algo].loop_kwargs(config))
     except KeyboardInterrupt:
         # keep every real transition gathered so far; the episode in progress is re-run on resume
         ckpt = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
@@ -234,12 +302,16 @@ def train(
 
 def evaluate(run_dir: str | Path, *, episodes: int = 3, device: str | torch.device | None = "cpu",
              seed: int = 10_000, progress: bool = True) -> list[float]:
-    """Reload a run's checkpoint and return the undiscounted return of ``episodes`` fresh episodes."""
+    """Reload a run's checkpoint and return the undiscounted return of ``episodes`` fresh episodes.
+
+    Agents with a policy (MBPO, SAC, MBMF fine-tuned) act with its mean action.
+    """
     episodes = check_positive_int("episodes", episodes)
     env, agent, _, _ = load_run(run_dir, device=device)
+    actor = agent.evaluation_actor() if hasattr(agent, "evaluation_actor") else agent
     returns = []
     for episode in tqdm(range(episodes), desc="evaluate", unit="episode", disable=not progress, file=sys.stderr):
-        returns.append(run_episode(env, agent, None, episode=episode, seed=seed).ret)
+        returns.append(run_episode(env, actor, None, episode=episode, seed=seed).ret)
     env.close()
     return returns
 

@@ -1,0 +1,31 @@
+"""policy-iteration-algo: the model-free learners the Dyna loop (and MBMF's fine-tuning) plug in.
+
+Every learner has the same face, so the loops need not know which one they hold:
+
+- ``act(obs, deterministic=False)``: u ~ μ_θ(· | i) for one real state (numpy in, numpy out);
+- ``policy_sample(obs)``: a batch of actions for imagined states (tensors), with their log-probabilities;
+- ``update(batch)``: one round of policy iteration on a batch — a :class:`~mbrl_course.data.Batch` of
+  transitions for the off-policy :class:`SAC`, :class:`Trajectories` for the on-policy
+  :class:`REINFORCE` and :class:`PPO` — real data or imagined data alike;
+- ``state_dict()`` / ``load_state_dict()`` for checkpoints, and a ``nonfinite`` flag that turns True
+  when a loss became NaN/inf.
+"""
+
+from mbrl_course.rl.networks import (
+    ActionBox,
+    EnsembleQ,
+    GaussianPolicy,
+    PolicySample,
+    TanhGaussianPolicy,
+    mlp,
+)
+from mbrl_course.rl.onpolicy import Trajectories, generalized_advantages
+from mbrl_course.rl.ppo import PPO, PPOConfig
+from mbrl_course.rl.reinforce import REINFORCE, REINFORCEConfig
+from mbrl_course.rl.sac import SAC, SACConfig
+
+__all__ = [
+    "ActionBox", "EnsembleQ", "GaussianPolicy", "PolicySample", "TanhGaussianPolicy", "mlp",
+    "Trajectories", "generalized_advantages",
+    "SAC", "SACConfig", "REINFORCE", "REINFORCEConfig", "PPO", "PPOConfig",
+]
