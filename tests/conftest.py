@@ -26,3 +26,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_default_dtype():
+    """Tests that exec notebook code (which may call torch.set_default_dtype) must not leak it into others."""
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)

@@ -162,9 +162,9 @@ class MBMFFineTuner:
         self.policy: GaussianPolicy = ppo.policy
         self.config = config
         self.device = ppo.device
-        self.bc_obs = torch.zeros(0, self.policy.obs_dim, device=self.device)
+        self.bc_obs = torch.zeros(0, self.policy.obs_dim, device=self.device, dtype=torch.float32)
         """D_bc's states i (n, O)."""
-        self.bc_actions = torch.zeros(0, self.policy.act_dim, device=self.device)
+        self.bc_actions = torch.zeros(0, self.policy.act_dim, device=self.device, dtype=torch.float32)
         """D_bc's expert labels u* (n, A), in env units."""
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else seed + 5)
