@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 from torch import nn
 
 from mbrl_course._checks import check_shape
+from mbrl_course.rl.networks import PolicySample
 
 __all__ = ["Trajectories", "generalized_advantages"]
 
@@ -99,3 +101,24 @@ def generalized_advantages(value_fn: nn.Module, traj: Trajectories, *, gamma: fl
         advantages[t] = running
     valid = traj.valid.to(reward.dtype)
     return advantages * valid, (advantages + value) * valid
+
+
+class GaussianPolicyActor:
+    """Acting with a Gaussian policy π_θ, shared by the on-policy learners (REINFORCE, PPO).
+
+    Expects ``self.policy`` (a :class:`~mbrl_course.rl.networks.GaussianPolicy`), ``self.generator``
+    and ``self.device``.
+    """
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """u for one real state ``obs (O,)``: ``(A,)`` (the clipped mean when ``deterministic``)."""
+        state = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        return self.policy.policy_sample(state, self.generator, deterministic).action.cpu().numpy()
+
+    def policy_sample(self, obs: torch.Tensor, deterministic: bool = False) -> PolicySample:
+        """ũ ~ π_θ(· | i) for ``obs (M, O)``: env action, ũ and log π_θ(ũ | i)."""
+        return self.policy.policy_sample(obs, self.generator, deterministic)
+
+    def reset(self) -> None:
+        """Start of an episode (no per-episode state)."""

@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from mbrl_course._checks import check_positive_float, check_positive_int, resolve_device
-from mbrl_course.rl.networks import GaussianPolicy, PolicySample, mlp
-from mbrl_course.rl.onpolicy import Trajectories, generalized_advantages
+from mbrl_course.rl.networks import GaussianPolicy, mlp
+from mbrl_course.rl.onpolicy import GaussianPolicyActor, Trajectories, generalized_advantages
 
 __all__ = ["PPO", "PPOConfig"]
 
@@ -77,7 +76,7 @@ class PPOConfig:
             self.target_kl = check_positive_float("target_kl", self.target_kl)
 
 
-class PPO:
+class PPO(GaussianPolicyActor):
     """PPO-clip with a Gaussian policy and a value network: ``act``, ``policy_sample``, ``update(trajectories)``.
 
     Args:
@@ -106,19 +105,6 @@ class PPO:
         self.generator.manual_seed(0 if seed is None else seed)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.updates = 0
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """u for one real state ``obs (O,)``: ``(A,)`` (the clipped mean when ``deterministic``)."""
-        state = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-        return self.policy.policy_sample(state, self.generator, deterministic).action.cpu().numpy()
-
-    def policy_sample(self, obs: torch.Tensor, deterministic: bool = False) -> PolicySample:
-        """ũ ~ π_θ(· | i) for ``obs (M, O)``: env action, ũ and log π_θ(ũ | i)."""
-        return self.policy.policy_sample(obs, self.generator, deterministic)
-
-    def reset(self) -> None:
-        """Start of an episode (no per-episode state)."""
 
     def fit_value(self, traj: Trajectories, epochs: int = 20) -> torch.Tensor:
         """Regress V_φ alone on the GAE targets of ``traj`` (a critic warm-up before fine-tuning a given policy).

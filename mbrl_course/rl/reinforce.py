@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from mbrl_course._checks import check_positive_float, check_positive_int, resolve_device
-from mbrl_course.rl.networks import GaussianPolicy, PolicySample, mlp
-from mbrl_course.rl.onpolicy import Trajectories, generalized_advantages
+from mbrl_course.rl.networks import GaussianPolicy, mlp
+from mbrl_course.rl.onpolicy import GaussianPolicyActor, Trajectories, generalized_advantages
 
 __all__ = ["REINFORCE", "REINFORCEConfig"]
 
@@ -61,7 +60,7 @@ class REINFORCEConfig:
         self.reward_scale = check_positive_float("reward_scale", self.reward_scale)
 
 
-class REINFORCE:
+class REINFORCE(GaussianPolicyActor):
     """REINFORCE with a value baseline: ``act``, ``policy_sample`` and ``update(trajectories)``.
 
     Args:
@@ -89,19 +88,6 @@ class REINFORCE:
         self.generator.manual_seed(0 if seed is None else seed)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.updates = 0
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """u for one real state ``obs (O,)``: ``(A,)`` (the clipped mean when ``deterministic``)."""
-        state = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-        return self.policy.policy_sample(state, self.generator, deterministic).action.cpu().numpy()
-
-    def policy_sample(self, obs: torch.Tensor, deterministic: bool = False) -> PolicySample:
-        """ũ ~ π_θ(· | i) for ``obs (M, O)``: env action, ũ and log π_θ(ũ | i)."""
-        return self.policy.policy_sample(obs, self.generator, deterministic)
-
-    def reset(self) -> None:
-        """Start of an episode (no per-episode state)."""
 
     def update(self, traj: Trajectories) -> dict[str, torch.Tensor]:
         """One policy-gradient step and ``value_steps`` baseline steps on ``traj`` (see the module docstring)."""
