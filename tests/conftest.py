@@ -1,4 +1,5 @@
-"""Shared test set-up: one torch thread per xdist worker, a headless matplotlib, quiet progress bars."""
+"""Shared test set-up: one torch thread per xdist worker, a headless matplotlib, quiet progress bars,
+and the environment of the kernels that nbgrader starts in the grading tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -34,3 +37,14 @@ def _restore_torch_default_dtype():
     dtype = torch.get_default_dtype()
     yield
     torch.set_default_dtype(dtype)
+
+
+@pytest.fixture(scope="module")
+def kernel_env():
+    """Kernels started by nbgrader inherit this environment: the repository on an absolute PYTHONPATH."""
+    repo = Path(__file__).resolve().parents[1]
+    with pytest.MonkeyPatch.context() as mp:
+        paths = [str(repo)] + [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        mp.setenv("PYTHONPATH", os.pathsep.join(paths))
+        mp.setenv("MBRL_COURSE_BUDGET", "smoke")
+        yield

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
 import torch
+from grading_helpers import REPO, apply_edits, cell_by_id, nbgrader_id, new_course
 
 from mbrl_course.grading import Report, pipeline
 from mbrl_course.grading import planning as pt
@@ -29,7 +28,6 @@ from mbrl_course.grading.checks import expect_independent, reference_calls
 from mbrl_course.grading.cli import add_course_parser, run_course
 from mbrl_course.grading.report import GradingError
 
-REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01-planning"
 NOTEBOOK = "01-planning.ipynb"
 SOURCE = REPO / "solutions" / ASSIGNMENT / NOTEBOOK
@@ -84,35 +82,9 @@ BUGS = {
 
 
 # ------------------------------------------------------------------------------ building submissions
-def _nbgrader_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def _edit(source: str, old: str | None, new: str, where: str) -> str:
-    """Replace ``old`` (exactly once) in a cell; ``old=None`` replaces the function's body after its docstring."""
-    if old is None:
-        end_of_docstring = source.index('"""\n', source.index('"""') + 3) + 4
-        return source[:end_of_docstring] + new
-    assert source.count(old) == 1, f"{where}: expected {old!r} once in the solution; update the bug table"
-    return source.replace(old, new)
-
-
-def _apply(nb, edits) -> nbformat.NotebookNode:
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
-    for grade_id, old, new in edits:
-        cells = [c for c in nb.cells if _nbgrader_id(c) == grade_id]
-        assert len(cells) == 1, f"no cell {grade_id}"
-        cells[0].source = _edit(cells[0].source, old, new, grade_id)
-    return nb
-
-
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if _nbgrader_id(c) == grade_id)
-
-
 def solution_namespace(edits=()) -> dict:
     """The solution notebook's functions (imports, model and solution cells), with ``edits`` applied."""
-    nb = _apply(nbformat.read(SOURCE, as_version=4), edits)
+    nb = apply_edits(nbformat.read(SOURCE, as_version=4), edits)
     namespace: dict = {}
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -124,17 +96,17 @@ def solution_namespace(edits=()) -> dict:
 def misbehaving(reference, release) -> dict[str, dict]:
     """Submissions that misbehave: student -> {file name: content}."""
     loop = nbformat.from_dict(json.loads(json.dumps(reference)))
-    _cell(loop, "sample_uniform").source = (
-        _cell(reference, "sample_uniform").source + "\n\n# try it out\nsteps = 0\nwhile steps < 10:\n    steps * 2\n"
+    cell_by_id(loop, "sample_uniform").source = (
+        cell_by_id(reference, "sample_uniform").source + "\n\n# try it out\nsteps = 0\nwhile steps < 10:\n    steps * 2\n"
     )
     crash = nbformat.from_dict(json.loads(json.dumps(reference)))
-    _cell(crash, "refit").source = "elite_samples.mean(dim=0)  # trying things out\n\n" + _cell(crash, "refit").source
+    cell_by_id(crash, "refit").source = "elite_samples.mean(dim=0)  # trying things out\n\n" + cell_by_id(crash, "refit").source
     deleted = nbformat.from_dict(json.loads(json.dumps(reference)))
-    deleted.cells = [c for c in deleted.cells if _nbgrader_id(c) != "test_refit"]
-    edited = _apply(reference, BUGS["elites_by_lowest_return"][0])
-    _cell(edited, "test_select_elites").source = "2.0  # all good"
-    _cell(edited, "model").source = _cell(edited, "model").source.replace("TARGET = 1.0", "TARGET = 0.0")
-    noisy = _apply(reference, [("cem", "    action_dim = action_low.shape[0]\n",
+    deleted.cells = [c for c in deleted.cells if nbgrader_id(c) != "test_refit"]
+    edited = apply_edits(reference, BUGS["elites_by_lowest_return"][0])
+    cell_by_id(edited, "test_select_elites").source = "2.0  # all good"
+    cell_by_id(edited, "model").source = cell_by_id(edited, "model").source.replace("TARGET = 1.0", "TARGET = 0.0")
+    noisy = apply_edits(reference, [("cem", "    action_dim = action_low.shape[0]\n",
                                 "    import os, sys, warnings\n"
                                 "    warnings.warn('cem: is this right?', UserWarning)\n"
                                 "    print('debugging cem', file=sys.stderr)\n"
@@ -152,33 +124,14 @@ def misbehaving(reference, release) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def kernel_env():
-    """Kernels started by nbgrader inherit this environment: the repository on an absolute PYTHONPATH."""
-    with pytest.MonkeyPatch.context() as mp:
-        paths = [str(REPO)] + [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        mp.setenv("PYTHONPATH", os.pathsep.join(paths))
-        mp.setenv("MBRL_COURSE_BUDGET", "smoke")
-        yield
-
-
-def _new_course(dest: Path, with_release: bool) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
-    shutil.copytree(REPO / "solutions", dest / "solutions")
-    if with_release:
-        shutil.copytree(REPO / "assignments", dest / "assignments")
-    return dest
-
-
-@pytest.fixture(scope="module")
 def graded(tmp_path_factory, kernel_env):
     """A fresh course (release regenerated from solutions/) and one autograde run over a whole class."""
-    course = _new_course(tmp_path_factory.mktemp("graded") / "course", with_release=False)
+    course = new_course(tmp_path_factory.mktemp("graded") / "course", with_release=False)
     pipeline.release(course, ASSIGNMENT)
     release_nb = nbformat.read(course / "assignments" / ASSIGNMENT / NOTEBOOK, as_version=4)
     reference = pipeline.fill_release(release_nb, nbformat.read(SOURCE, as_version=4))
     students = {"reference_solution": {NOTEBOOK: reference}, "untouched_release": {NOTEBOOK: release_nb}}
-    students.update({name: {NOTEBOOK: _apply(reference, edits)} for name, (edits, _, _) in BUGS.items()})
+    students.update({name: {NOTEBOOK: apply_edits(reference, edits)} for name, (edits, _, _) in BUGS.items()})
     students.update(misbehaving(reference, release_nb))
     for student, files in students.items():
         pipeline.submit(course, student, ASSIGNMENT, files)
@@ -193,7 +146,7 @@ def test_release_regenerated_from_solutions_equals_committed_assignments(graded)
 
 
 def test_release_differences_notices_a_stale_release(tmp_path):
-    course = _new_course(tmp_path / "course", with_release=True)
+    course = new_course(tmp_path / "course", with_release=True)
     path = course / "assignments" / ASSIGNMENT / NOTEBOOK
     path.write_text(path.read_text().replace("Part 1", "Part One"))
     assert any("differs" in p for p in pipeline.release_differences(REPO, course, ASSIGNMENT))
@@ -218,11 +171,11 @@ def test_nothing_under_assignments_holds_solutions_or_hidden_tests():
 
 
 def test_release_problems_catches_a_leak(tmp_path):
-    course = _new_course(tmp_path / "course", with_release=True)
+    course = new_course(tmp_path / "course", with_release=True)
     path = course / "assignments" / ASSIGNMENT / NOTEBOOK
     nb = nbformat.read(path, as_version=4)
-    _cell(nb, "refit").source += "\n    std = elite_samples.std(dim=0, correction=0)"
-    _cell(nb, "test_refit").source += "\n### BEGIN HIDDEN TESTS"
+    cell_by_id(nb, "refit").source += "\n    std = elite_samples.std(dim=0, correction=0)"
+    cell_by_id(nb, "test_refit").source += "\n### BEGIN HIDDEN TESTS"
     nbformat.write(nb, path)
     problems = pipeline.release_problems(course, ASSIGNMENT)
     assert any("leaks" in p and "correction=0" in p for p in problems)
@@ -400,7 +353,7 @@ def test_course_command_validate_release_and_errors(tmp_path, kernel_env, capsys
 
     parser = argparse.ArgumentParser(prog="mbrl-course")
     add_course_parser(parser.add_subparsers(dest="command"))
-    course = _new_course(tmp_path / "course", with_release=True)
+    course = new_course(tmp_path / "course", with_release=True)
     assert run_course(parser.parse_args(["course", "validate", "--course-dir", str(course), "--timeout", str(TIMEOUT)])) == 0
     assert f"{ASSIGNMENT}: OK" in capsys.readouterr().out
     assert not (course / "gradebook.db").exists()  # validate works on a temporary copy

@@ -13,20 +13,18 @@ and tests/test_grading.py.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pytest
 import torch
-from test_grading import _apply, _new_course, kernel_env  # noqa: F401 (kernel_env is a fixture)
+from grading_helpers import REPO, apply_edits, new_course
 
 from mbrl_course.grading import kalman as kt
 from mbrl_course.grading import pipeline
 from mbrl_course.grading.report import GradingError
 
-REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "02-kalman"
 NOTEBOOK = "02-kalman.ipynb"
 SOURCE = REPO / "solutions" / ASSIGNMENT / NOTEBOOK
@@ -94,7 +92,7 @@ ALTERNATIVE = [("update_step", None, INFORMATION_FORM), ("log_predictive", None,
 # ------------------------------------------------------------------------------ the solution's functions
 def solution_namespace(edits=()) -> dict:
     """The solution notebook's imports and functions (its solution cells), with ``edits`` applied."""
-    nb = _apply(nbformat.read(SOURCE, as_version=4), edits)
+    nb = apply_edits(nbformat.read(SOURCE, as_version=4), edits)
     namespace: dict = {}
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -116,14 +114,14 @@ CHECKS = {
 
 # ------------------------------------------------------------------------------ one autograde run
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory, kernel_env):  # noqa: F811 (the fixture imported above)
-    course = _new_course(tmp_path_factory.mktemp("graded-kalman") / "course", with_release=False)
+def graded(tmp_path_factory, kernel_env):
+    course = new_course(tmp_path_factory.mktemp("graded-kalman") / "course", with_release=False)
     pipeline.release(course, ASSIGNMENT)
     release_nb = nbformat.read(course / "assignments" / ASSIGNMENT / NOTEBOOK, as_version=4)
     reference = pipeline.fill_release(release_nb, nbformat.read(SOURCE, as_version=4))
     students = {"reference_solution": reference, "untouched_release": release_nb,
-                "information_form_and_mvn": _apply(reference, ALTERNATIVE)}
-    students.update({name: _apply(reference, edits) for name, (edits, _, _) in BUGS.items()})
+                "information_form_and_mvn": apply_edits(reference, ALTERNATIVE)}
+    students.update({name: apply_edits(reference, edits) for name, (edits, _, _) in BUGS.items()})
     for student, nb in students.items():
         pipeline.submit(course, student, ASSIGNMENT, {NOTEBOOK: nb})
     results = pipeline.autograde(course, ASSIGNMENT, timeout=TIMEOUT)
