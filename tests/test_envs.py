@@ -341,6 +341,21 @@ def test_cartpole_reward_is_tip_distance_to_upright_target():
     assert env.step(np.zeros(1, dtype=np.float32))[1] == pytest.approx(1.0)
 
 
+
+def test_cartpole_reward_reads_predicted_observations_as_an_angle():
+    """A model's (cos θ, sin θ) is off the unit circle: the reward reads atan2 of it and stays in [0, 1]."""
+    def r(next_obs):
+        return reward_fn(CARTPOLE_SWINGUP_ID)(torch.zeros_like(next_obs), torch.zeros_like(next_obs[..., :1]), next_obs)
+
+    on_circle = torch.tensor([[0.3, 0.0, np.cos(0.4), np.sin(0.4), 0.0]], dtype=torch.float64)
+    scaled = on_circle.clone()
+    scaled[:, 2:4] *= 3.0  # same angle, three times the radius
+    torch.testing.assert_close(r(scaled), r(on_circle), rtol=0, atol=1e-12)
+    wild = torch.tensor([[0.0, 0.0, 50.0, 0.0, 0.0], [1e30, 0.0, 1.0, -1.0, 0.0], [-1e30, 0.0, -7.0, 2.0, 0.0]])
+    reward = r(wild)
+    assert torch.isfinite(reward).all() and (reward >= 0).all() and (reward <= 1).all()
+    assert float(reward[0]) == pytest.approx(1.0) and float(reward[1]) == 0.0
+
 def test_cartpole_passes_check_env():
     from gymnasium.utils.env_checker import check_env
 

@@ -144,9 +144,13 @@ def cartpole_step(state: tuple, force, params: CartPoleSwingUpParams) -> tuple:
 
 
 def swingup_reward(x, cos_theta, sin_theta, params: CartPoleSwingUpParams):
-    """r(s) = exp(-d² / (2 σ_c²)), d² = x² + 2 x l sin θ + 2 l² (1 - cos θ) (tip to upright target)."""
+    """r(s) = exp(-d² / (2 σ_c²)), d² = x² + 2 x l sin θ + 2 l² (1 - cos θ) (tip to upright target).
+
+    d² is computed as the sum of squares (x + l sin θ)² + l² (cos θ − 1)², equal to the expanded form
+    and never negative, so r ∈ [0, 1] for any input and a huge x gives r = 0 rather than inf − inf.
+    """
     l = params.pole_length
-    dist_sq = x**2 + 2.0 * x * l * sin_theta + 2.0 * l**2 * (1.0 - cos_theta)
+    dist_sq = (x + l * sin_theta) ** 2 + (l * (cos_theta - 1.0)) ** 2
     return _exp(-0.5 * dist_sq / params.cost_width**2)
 
 
@@ -155,12 +159,17 @@ def cartpole_swingup_reward(
 ) -> torch.Tensor:
     """r_t = exp(-d²(s_{t+1}) / (2 σ_c²)) from next_obs = (x, ẋ, cos θ, sin θ, θ̇); obs and action unused.
 
+    The angle is read as θ = atan2(sin θ, cos θ), as for Pendulum-v1: a learned model's prediction of
+    (cos θ, sin θ) is off the unit circle, and taken literally a cos θ > 1 would make d² negative and
+    the reward larger than 1, even +inf, which a planner then chases.
+
     Args:
         obs: (..., 5), action: (..., 1), next_obs: (..., 5).
     Returns:
         reward: (...).
     """
-    return swingup_reward(next_obs[..., 0], next_obs[..., 2], next_obs[..., 3], params)
+    theta = torch.atan2(next_obs[..., 3], next_obs[..., 2])
+    return swingup_reward(next_obs[..., 0], torch.cos(theta), torch.sin(theta), params)
 
 
 def cartpole_swingup_dynamics(
