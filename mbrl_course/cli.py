@@ -4,7 +4,8 @@
     mbrl-course train mbmf --env Pendulum-v1 --out runs/mbmf
     mbrl-course train mbpo --env InvertedPendulum-v5 --episodes 50 --out runs/mbpo   (the Dyna loop: ensemble + SAC)
     mbrl-course train sac --env InvertedPendulum-v5 --episodes 50 --out runs/sac     (SAC alone, no model)
-    mbrl-course train mbmf-ft --env Pendulum-v1 --episodes 30 --out runs/mbmf-ft     (MPC -> DAgger -> PPO)
+    mbrl-course train mbmf-ft --env mbrl_course/CartPoleSwingUp-v0 --episodes 125 --out runs/mbmf-ft
+                                                   (15 MPC episodes -> 10 DAgger -> PPO)
     mbrl-course evaluate runs/pets
     mbrl-course compare runs/pets runs/mbmf --out compare.png
     mbrl-course budget

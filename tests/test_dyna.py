@@ -296,6 +296,17 @@ def test_dagger_grows_its_data_set_with_expert_labels_of_the_visited_states():
     assert ppo.updates == 1  # the last episode was PPO's
 
 
+
+def test_mbmf_ft_warns_when_the_run_ends_before_ppo_starts():
+    env = make_env("Pendulum-v1", max_episode_steps=10)
+    config = MBMFFTConfig(bc_steps=10, policy_hidden_sizes=(8,))
+    ppo = PPO(3, env.action_space.low, env.action_space.high, PPOConfig(hidden_sizes=(8,)), seed=0)
+    agent = MBMFFineTuner(LinearExpert(), ppo, config, seed=0)
+    with pytest.warns(UserWarning, match="ends before PPO starts"):
+        mbmf_ft_loop(env, agent, ReplayBuffer(3, 1), episodes=3, seed_episodes=1, mpc_episodes=2,
+                     dagger_iterations=1, seed=0)
+
+
 # ---------------------------------------------------------------------- runs on disk and the command line
 def test_sac_resume_continues_the_run_exactly(tmp_path):
     kw = dict(seed=0, tier="smoke", record=False, progress=False, env_kwargs={"max_episode_steps": 40},
