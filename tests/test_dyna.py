@@ -224,6 +224,10 @@ def test_dyna_loop_stops_at_max_env_steps():
     agent = CountingAgent(CountingLearner())
     results = dyna_loop(env, agent, ReplayBuffer(3, 1), episodes=5, seed_steps=5, max_env_steps=30, seed=0)
     assert [r.steps for r in results] == [12, 12, 6] and agent.env_steps == 30
+    assert [r.cut for r in results] == [False, False, True]  # the budget cut the third episode short
+    results = dyna_loop(make_env("Pendulum-v1", max_episode_steps=10), CountingAgent(CountingLearner()),
+                        ReplayBuffer(3, 1), episodes=5, max_env_steps=20, seed=0)
+    assert [r.cut for r in results] == [False, False]  # the budget ran out just as the env ended the episode
 
 
 # ---------------------------------------------------------------------- MBPO learns

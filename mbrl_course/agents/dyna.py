@@ -449,7 +449,8 @@ def dyna_loop(
     f_ψ is refit every ``model_every`` steps and K rollouts are imagined every ``rollout_every`` steps
     (both counted from ``learning_starts``, so both happen there first; skipped without a model),
     then the learner takes ``updates_per_step`` updates. The budget τ is ``episodes`` episodes, or
-    ``max_env_steps`` env steps if that comes first (the episode in progress is cut there).
+    ``max_env_steps`` env steps if that comes first (the episode in progress is cut there, and its
+    :class:`EpisodeResult` says ``cut``: its return is partial).
     ``on_episode`` is called after every episode (logging, checkpoints), ``on_step`` after every env
     step (evaluations). ``start_episode`` resumes a run (``agent.env_steps`` holds the steps taken).
 
@@ -500,8 +501,10 @@ def dyna_loop(
             total += float(reward)
             steps += 1
             obs = next_obs
-            done = terminated or truncated or (max_env_steps is not None and agent.env_steps >= max_env_steps)
-        result = EpisodeResult(episode, total, steps, time.perf_counter() - start, frames)
+            out_of_budget = max_env_steps is not None and agent.env_steps >= max_env_steps
+            done = terminated or truncated or out_of_budget
+        result = EpisodeResult(episode, total, steps, time.perf_counter() - start, frames,
+                               cut=out_of_budget and not (terminated or truncated))
         results.append(result)
         if on_episode is not None:
             on_episode(result)

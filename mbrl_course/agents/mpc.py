@@ -136,6 +136,8 @@ class EpisodeResult:
     steps: int
     wall_s: float
     frames: list[np.ndarray] | None = None
+    cut: bool = False
+    """True when the interaction budget ended the episode before the env did: ``ret`` is partial."""
 
 
 def run_episode(
