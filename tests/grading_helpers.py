@@ -54,3 +54,15 @@ def new_course(dest: Path, with_release: bool) -> Path:
     if with_release:
         shutil.copytree(REPO / "assignments", dest / "assignments")
     return dest
+
+
+def solution_namespace(source: Path, edits=(), extra_cells: tuple[str, ...] = ("imports",)) -> dict:
+    """The functions of the solution notebook ``source`` with ``edits`` applied: its solution cells and
+    the cells named in ``extra_cells`` (imports, a shared model...), executed in order into one namespace."""
+    nb = apply_edits(nbformat.read(source, as_version=4), edits)
+    namespace: dict = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") in extra_cells):
+            exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), namespace)  # noqa: S102
+    return namespace

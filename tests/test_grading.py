@@ -17,6 +17,7 @@ import shutil
 import sys
 from types import SimpleNamespace
 
+import grading_helpers as helpers
 import nbformat
 import pytest
 import torch
@@ -84,13 +85,7 @@ BUGS = {
 # ------------------------------------------------------------------------------ building submissions
 def solution_namespace(edits=()) -> dict:
     """The solution notebook's functions (imports, model and solution cells), with ``edits`` applied."""
-    nb = apply_edits(nbformat.read(SOURCE, as_version=4), edits)
-    namespace: dict = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") in ("imports", "model")):
-            exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), namespace)  # noqa: S102
-    return namespace
+    return helpers.solution_namespace(SOURCE, edits, extra_cells=("imports", "model"))
 
 
 def misbehaving(reference, release) -> dict[str, dict]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import grading_helpers as helpers
 import nbformat
 import numpy as np
 import pytest
@@ -92,13 +93,7 @@ ALTERNATIVE = [("update_step", None, INFORMATION_FORM), ("log_predictive", None,
 # ------------------------------------------------------------------------------ the solution's functions
 def solution_namespace(edits=()) -> dict:
     """The solution notebook's imports and functions (its solution cells), with ``edits`` applied."""
-    nb = apply_edits(nbformat.read(SOURCE, as_version=4), edits)
-    namespace: dict = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "imports"):
-            exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), namespace)  # noqa: S102
-    return namespace
+    return helpers.solution_namespace(SOURCE, edits)
 
 
 CHECKS = {
