@@ -3,7 +3,7 @@
 For each seed: ``mbrl_course.agents.train("pets", "Pendulum-v1", episodes=10)`` in the ``default``
 compute tier (1 random episode, then 9 PETS episodes of 200 steps), and the mean return over
 episodes 6–10. The "oracle" runs the same CEM planner on the env's true dynamics
-(``mbrl_course.envs.dynamics_fn``) on the same episodes (same reset seeds): the difference is
+(``mbrl_course.models.TrueDynamics``) on the same episodes (same reset seeds): the difference is
 what the learned model costs.
 
     .venv/bin/python benchmarks/pets_pendulum.py [--seeds 0 1 2] [--out benchmarks/out/pets] [--threads N]
@@ -18,11 +18,11 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from mbrl_course.agents import PETSConfig, run_episode, train
-from mbrl_course.envs import dynamics_fn, make_env, reward_fn
+from mbrl_course.agents import MPCAgent, PETSConfig, run_episode, train
+from mbrl_course.envs import make_env, reward_fn, termination_fn
+from mbrl_course.models import TrueDynamics
 from mbrl_course.planning import CEM
 from mbrl_course.viz import plot_learning_curves
 
@@ -31,37 +31,13 @@ EPISODES = 10
 SCORED = range(5, 10)  # episodes 6-10, zero-based
 
 
-class OracleAgent:
-    """CEM on the true dynamics: u = first action of argmax_u Σ_t g(i_t, u_t), i_{t+1} = env dynamics."""
-
-    def __init__(self, config: PETSConfig, seed: int):
-        env = make_env(ENV)
-        self.dynamics, self.reward = dynamics_fn(ENV), reward_fn(ENV)
-        self.planner = CEM(horizon=config.horizon, action_low=env.action_space.low,
-                           action_high=env.action_space.high, population=config.population,
-                           elites=config.elites, iterations=config.iterations, momentum=config.momentum,
-                           seed=seed, keep_history=False)
-
-    def reset(self) -> None:
-        self.planner.reset()
-
-    def update(self, buffer) -> None:
-        return None
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        state = torch.as_tensor(obs, dtype=torch.float32)
-
-        def objective(actions: torch.Tensor) -> torch.Tensor:
-            s = state.expand(actions.shape[0], -1)
-            total = torch.zeros(actions.shape[0])
-            for t in range(actions.shape[1]):
-                s_next = self.dynamics(s, actions[:, t])
-                total += self.reward(s, actions[:, t], s_next)
-                s = s_next
-            return total
-
-        return self.planner.plan(objective)[0].numpy()
+def oracle_agent(config: PETSConfig, seed: int) -> MPCAgent:
+    """CEM on the true dynamics: the MPC loop's agent with f_ψ := f (``TrueDynamics``), nothing to learn."""
+    env = make_env(ENV)
+    planner = CEM(horizon=config.horizon, action_low=env.action_space.low, action_high=env.action_space.high,
+                  population=config.population, elites=config.elites, iterations=config.iterations,
+                  momentum=config.momentum, seed=seed, keep_history=False)
+    return MPCAgent(TrueDynamics(ENV), planner, reward_fn=reward_fn(ENV), termination_fn=termination_fn(ENV))
 
 
 def main() -> None:
@@ -83,8 +59,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         pets = statistics.mean(rows[e]["return"] for e in SCORED)
         env = make_env(ENV)
-        oracle_agent = OracleAgent(config, seed)
-        oracle = statistics.mean(run_episode(env, oracle_agent, None, episode=e, seed=seed).ret for e in SCORED)
+        oracle = statistics.mean(run_episode(env, oracle_agent(config, seed), None, episode=e, seed=seed).ret for e in SCORED)
         runs[f"PETS seed {seed}"] = rows
         summary.append((seed, pets, oracle, wall))
         print(f"seed {seed}: PETS mean return ep 6-10 = {pets:.1f}; oracle (true-dynamics CEM) = {oracle:.1f}; "

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from model_doubles import IntegratorModel
 
 from mbrl_course.agents import (
     DynaAgent,
@@ -37,24 +38,6 @@ F64 = torch.float64
 
 
 # ---------------------------------------------------------------------- imagination
-class IntegratorModel:
-    """A known deterministic world model, i' = i + u (the duck type imagination needs)."""
-
-    deterministic = True
-    obs_dim, act_dim = 2, 1
-    dtype = torch.float64
-    device = torch.device("cpu")
-
-    def step(self, obs, action):
-        return obs + action
-
-
-class IntegratorModel32(IntegratorModel):
-    """The same in float32, the dtype of the learners' networks."""
-
-    dtype = torch.float32
-
-
 def constant_policy(value: float):
     def policy(obs):
         action = torch.full((obs.shape[0], 1), value, dtype=obs.dtype)
@@ -162,7 +145,7 @@ def test_mbpo_rollouts_respect_the_termination_function():
 @pytest.mark.parametrize("ratio, batch_size, n_real", [(0.05, 256, 13), (0.5, 10, 5), (0.0, 8, 0), (1.0, 8, 8)])
 def test_real_ratio_is_honoured_exactly(ratio, batch_size, n_real):
     sac = SAC(2, [-1.0], [1.0], SACConfig(hidden_sizes=(8,)), seed=0)
-    agent = DynaAgent(sac, IntegratorModel32(), reward_fn=lambda o, a, n: n[..., 0], batch_size=batch_size,
+    agent = DynaAgent(sac, IntegratorModel(dtype=torch.float32), reward_fn=lambda o, a, n: n[..., 0], batch_size=batch_size,
                       real_ratio=ratio, rollout_batch_size=50, rollout_schedule=(0, 1, 2, 2), seed=0)
     real = ReplayBuffer(2, 1)
     real.add_batch(torch.zeros(30, 2), torch.zeros(30, 1), torch.full((30,), 7.0), torch.zeros(30, 2),

@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from model_doubles import IntegratorModel
 from torch import distributions as D
 
 from mbrl_course.agents import (
@@ -327,18 +328,6 @@ def test_ppo_clips_the_ratio_on_later_epochs():
 
 
 # ---------------------------------------------------------------------- learning on imagined and real data
-class IntegratorModel:
-    """A known deterministic "world model" i' = i + u (the duck type imagination needs)."""
-
-    deterministic = True
-    obs_dim = act_dim = 1
-    dtype = torch.float32
-    device = torch.device("cpu")
-
-    def step(self, obs, action):
-        return obs + action
-
-
 def regulator_reward(obs, action, next_obs):
     return -(next_obs[..., 0] ** 2) - 0.01 * action[..., 0] ** 2
 
@@ -353,7 +342,8 @@ def test_on_policy_learners_improve_on_imagined_rollouts(kind):
         learner = PPO(1, [-1.0], [1.0], PPOConfig(hidden_sizes=(32,), lr=3e-3, epochs=4, minibatch_size=200,
                                                   init_log_std=-0.5), seed=0)
         updates = 15
-    agent = DynaAgent(learner, IntegratorModel(), reward_fn=regulator_reward, rollout_batch_size=400,
+    agent = DynaAgent(learner, IntegratorModel(obs_dim=1, dtype=torch.float32), reward_fn=regulator_reward,
+                      rollout_batch_size=400,
                       rollout_schedule=(0, 1, 5, 5), seed=0)
     real = ReplayBuffer(1, 1)
     states = torch.randn(500, 1, generator=torch.Generator().manual_seed(0))

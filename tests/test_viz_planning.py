@@ -21,7 +21,7 @@ from matplotlib.patches import Ellipse, Rectangle
 
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import dynamics_fn
-from mbrl_course.models import GaussianEnsemble
+from mbrl_course.models import GaussianEnsemble, TrueDynamics
 from mbrl_course.planning import CEM, MPPI, Planner, RandomShooting
 from mbrl_course.viz.planning import (
     PlannerSweep,
@@ -79,21 +79,19 @@ def _random_episode(steps: int = 40, seed: int = 0) -> ReplayBuffer:
     return buffer
 
 
-class _TrueModel:
+class _TrueModel(TrueDynamics):
     """A deterministic 'learned model' that is the true pendulum, plus a constant offset on θ̇."""
 
-    deterministic = True
-    obs_dim, act_dim = 3, 1
-    dtype = torch.float64
-    device = torch.device("cpu")
-
     def __init__(self, offset: float = 0.0):
-        self.f, self.offset = dynamics_fn("Pendulum-v1"), offset
+        super().__init__("Pendulum-v1", dtype=torch.float64)
+        f = dynamics_fn("Pendulum-v1")
 
-    def step(self, obs, action):
-        nxt = self.f(obs, action).clone()
-        nxt[..., 2] += self.offset
-        return nxt
+        def shifted(obs, action):
+            nxt = f(obs, action).clone()
+            nxt[..., 2] += offset
+            return nxt
+
+        self.dynamics = shifted
 
 
 class _Zero(Planner):

@@ -35,16 +35,14 @@ import numpy as np
 import torch
 
 from mbrl_course._checks import (
-    as_tensor,
     check_choice,
     check_positive_float,
     check_positive_int,
-    check_shape,
     resolve_device,
 )
 from mbrl_course.agents.mpc import EpisodeResult, RandomAgent
 from mbrl_course.data import Batch, ReplayBuffer
-from mbrl_course.models import fit_model, step_particles
+from mbrl_course.models import fit_model, rollout
 from mbrl_course.models.imagination import PROPAGATIONS
 from mbrl_course.rl.networks import PolicySample
 from mbrl_course.rl.onpolicy import Trajectories
@@ -120,65 +118,39 @@ def imagine_rollouts(
 
         u_t ~ μ_θ(· | i_t),    i'_t, g_t ~ f_ψ(i_t, u_t),    d_t = termination_fn(i_t, u_t, i'_t)
 
-    (:func:`~mbrl_course.models.step_particles` with ``propagation`` over the ``members``; MBPO: TS1 over
-    the elites, the reward sampled too). A rollout whose step terminates keeps that transition with
-    d_t = True and is removed from the rollout; so is one whose prediction is not finite (that step is
-    dropped). The reward is the model's unless ``reward_fn(i, u, i')`` is given.
+    one :func:`~mbrl_course.models.rollout` driven by the policy (MBPO: TS1 over the elite members,
+    the reward sampled too). A rollout whose step terminates keeps that transition with d_t = True and
+    stops there; so does one whose prediction is not finite (that step is dropped). The reward is the
+    model's unless ``reward_fn(i, u, i')`` is given.
 
     Args:
-        model: f_ψ, a ``GaussianEnsemble`` (or a ``DeltaMLP`` with ``reward_fn``).
+        model: f_ψ, any :class:`~mbrl_course.models.DynamicsModel` (one without a learned reward needs ``reward_fn``).
         policy: batched policy, ``obs (M, O) -> PolicySample`` (e.g. ``learner.policy_sample``).
         start_obs: i_1 for each rollout, ``(N, O)`` — states drawn from D_real (branched rollouts).
         horizon: H ≥ 1, the rollout length k.
         reward_fn, termination_fn: batched env functions, or None (model reward / never terminate).
         generator: torch generator for the model's noise and member draws.
-        propagation, members, sample_reward: see :func:`~mbrl_course.models.step_particles`.
+        propagation, members, sample_reward: the ensemble's propagation options
+            (:class:`~mbrl_course.models.EnsemblePropagator`); other models ignore them.
     Returns:
-        :class:`Rollouts`, padded to ``(H, N, ·)``.
+        :class:`Rollouts`, ``(H, N, ·)``.
     """
     horizon = check_positive_int("horizon", horizon)
-    start_obs = as_tensor("start_obs", start_obs, dtype=model.dtype, device=model.device)
-    check_shape("start_obs", start_obs, ("N", model.obs_dim))
-    N, O, A, dtype, device = start_obs.shape[0], model.obs_dim, model.act_dim, model.dtype, model.device
-    if N == 0:
-        raise ValueError("start_obs: expected at least one start state, got none")
-    if reward_fn is None and (getattr(model, "deterministic", False) or not model.predict_reward):
-        raise ValueError("reward_fn: None needs a model that predicts the reward; pass the env's reward_fn")
-    out = Rollouts(
-        obs=torch.zeros(horizon, N, O, dtype=dtype, device=device),
-        action=torch.zeros(horizon, N, A, dtype=dtype, device=device),
-        raw_action=torch.zeros(horizon, N, A, dtype=dtype, device=device),
-        log_prob=torch.zeros(horizon, N, dtype=dtype, device=device),
-        reward=torch.zeros(horizon, N, dtype=dtype, device=device),
-        next_obs=torch.zeros(horizon, N, O, dtype=dtype, device=device),
-        terminated=torch.zeros(horizon, N, dtype=torch.bool, device=device),
-        valid=torch.zeros(horizon, N, dtype=torch.bool, device=device),
-    )
-    running = torch.arange(N, device=device)  # which rollouts are still going
-    obs = start_obs
-    for t in range(horizon):
-        sample = policy(obs)  # u ~ μ_θ(u | i)
-        action = sample.action.to(dtype)
-        next_obs, model_reward = step_particles(model, obs, action, propagation=propagation, generator=generator,
-                                                members=members, sample_reward=sample_reward)  # i', g ~ f_ψ(i, u)
-        reward = model_reward if reward_fn is None else reward_fn(obs, action, next_obs)
-        done = (torch.zeros(obs.shape[0], dtype=torch.bool, device=device) if termination_fn is None
-                else termination_fn(obs, action, next_obs).to(torch.bool))
-        finite = torch.isfinite(next_obs).all(-1) & torch.isfinite(reward)
-        keep_step = finite  # D_sim ∪= (i, u, g_i, i') where the model's prediction is usable
-        out.obs[t, running] = obs
-        out.action[t, running] = action
-        out.raw_action[t, running] = sample.raw_action.to(dtype)
-        out.log_prob[t, running] = sample.log_prob.to(dtype)
-        out.reward[t, running] = torch.where(finite, reward, 0.0).to(dtype)
-        out.next_obs[t, running] = torch.where(finite.unsqueeze(-1), next_obs, 0.0)
-        out.terminated[t, running] = done & finite
-        out.valid[t, running] = keep_step
-        go_on = finite & ~done  # terminated rollouts leave the rollout
-        running, obs = running[go_on], next_obs[go_on]
-        if running.numel() == 0:
-            break
-    return out
+    check_choice("propagation", propagation, PROPAGATIONS)
+    samples: list[PolicySample] = []
+
+    def act(obs: torch.Tensor) -> torch.Tensor:  # u ~ μ_θ(u | i), remembering the sample behind u
+        sample = policy(obs)
+        samples.append(sample)
+        return sample.action.to(model.dtype)
+
+    out = rollout(model, start_obs, policy=act, horizon=horizon, reward_fn=reward_fn,
+                  termination_fn=termination_fn, generator=generator, stop_nonfinite=True,
+                  propagate={"propagation": propagation, "members": members, "sample_reward": sample_reward})
+    return Rollouts(obs=out.obs[:-1], action=out.action,
+                    raw_action=torch.stack([s.raw_action for s in samples]).to(model.dtype),
+                    log_prob=torch.stack([s.log_prob for s in samples]).to(model.dtype),
+                    reward=out.reward, next_obs=out.next_obs, terminated=out.terminated, valid=out.alive)
 
 
 def rollout_length(env_steps: int, schedule: tuple[int, int, int, int]) -> int:

@@ -116,7 +116,6 @@ class GaussianEnsemble(nn.Module):
         dtype: floating dtype of the parameters.
     """
 
-    deterministic = False
     elite_indices: torch.Tensor
 
     def __init__(
@@ -322,6 +321,40 @@ class GaussianEnsemble(nn.Module):
         means, variances = self.predict(obs, action, members=members)
         mean = means.mean(0)
         return mean, variances.mean(0), (means - mean).square().mean(0)
+
+    # ------------------------------------------------------------------ the model contract
+    def fit(self, data, *, generator: torch.Generator | None = None, progress: bool = False, **options):
+        """ψ := argmin_ψ Σ_k L_k(ψ_k, D_real): member k trains on its own bootstrap resample of D_real by
+        Gaussian NLL, with holdout early stopping member by member; then the elites are the
+        ``num_elites`` members with the lowest holdout MSE. ``options``: see
+        :func:`~mbrl_course.models.training.train_model` (epochs, batch_size, lr, ...)."""
+        from mbrl_course.models.training import train_model
+
+        report = train_model(self, data, members=self.ensemble_size, generator=generator, progress=progress,
+                             **options)
+        report.elites = self.set_elites(torch.as_tensor(report.member_scores, device=self.device)).tolist()
+        return report
+
+    def next_state_distribution(self, obs: torch.Tensor, action: torch.Tensor, *, members: Members = "elites"
+                                ) -> torch.distributions.Distribution:
+        """p(i', g | i, u) = 1/K' Σ_k N(mean^k, diag var^k) over [i', g] (raw units), event shape ``(D,)``:
+        a ``MixtureSameFamily`` of the members' Gaussians (:meth:`predict`), uniform weights."""
+        mean, var = self.predict(obs, action, members=members)  # (K', B, D)
+        D = torch.distributions
+        component = D.Independent(D.Normal(mean.transpose(0, 1), var.sqrt().transpose(0, 1)), 1)
+        weights = D.Categorical(logits=torch.zeros(mean.shape[1], mean.shape[0], device=mean.device,
+                                                   dtype=mean.dtype))
+        return D.MixtureSameFamily(weights, component)
+
+    def propagator(self, *, generator: torch.Generator | None = None, propagation: str = "ts_inf",
+                   members: Members = "elites", sample_reward: bool = False,
+                   member_of_particle: torch.Tensor | None = None, **_ignored):
+        """An :class:`~mbrl_course.models.imagination.EnsemblePropagator` for one rollout: TS1, TS∞ or the
+        expectation over the ``members`` (see :mod:`mbrl_course.models.imagination`)."""
+        from mbrl_course.models.imagination import EnsemblePropagator
+
+        return EnsemblePropagator(self, propagation=propagation, members=members, generator=generator,
+                                  sample_reward=sample_reward, member_of_particle=member_of_particle)
 
     def fold(self, members: torch.Tensor | None = None) -> FoldedParams:
         """The members' weights with both normalisations folded into the first and last layers.

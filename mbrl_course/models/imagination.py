@@ -22,9 +22,11 @@ start; for TS1 a fresh random permutation deals them every step. Dealing gives e
 number of particles (M / K', the particles padded with copies to a multiple of K'), a uniform random
 assignment up to that balance, as in mbrl-lib. K' is the number of members used (the elites, by default).
 
-A deterministic model (:class:`~mbrl_course.models.mlp.DeltaMLP`) ignores ``propagation`` and needs
-one particle: :func:`imagine_returns` then runs P = 1 whatever ``particles`` says, and likewise for
-``"expectation"``, whose P trajectories would all be identical.
+:class:`EnsemblePropagator` is the ensemble's side of the model contract (its ``propagator``): the
+rollout primitive (:func:`~mbrl_course.models.rollout`) asks it once per rollout for the row layout
+(TS∞'s deal) and then steps every row. A deterministic model (``DeltaMLP``, ``TrueDynamics``) has
+one way to step and needs one particle: :func:`imagine_returns` then runs P = 1 whatever ``particles``
+says, and likewise for ``"expectation"``, whose P trajectories would all be identical.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ from mbrl_course._checks import (
     check_positive_int,
     check_shape,
 )
+from mbrl_course.models.base import Propagator
+from mbrl_course.models.rollout import _run
 
-__all__ = ["PROPAGATIONS", "step_particles", "imagine_returns"]
+__all__ = ["PROPAGATIONS", "EnsemblePropagator", "step_particles", "imagine_returns"]
 
 PROPAGATIONS: tuple[str, ...] = ("ts1", "ts_inf", "expectation")
 
@@ -87,8 +91,6 @@ def _step(model, obs: torch.Tensor, action: torch.Tensor, propagation: str,
     """:func:`step_particles` without argument checks; ``members`` already resolved, ``folded`` =
     ``model.fold(members)`` or None. Also returns the position (0..K'−1 among ``members``) of the
     member each particle used when ``want_members``, else None."""
-    if getattr(model, "deterministic", False):
-        return model.step(obs, action), None, None
     if folded is None:
         folded = model.fold(members)
     K = model.num_members(members)
@@ -137,6 +139,72 @@ def _step(model, obs: torch.Tensor, action: torch.Tensor, propagation: str,
     return next_obs, reward, (slot_of_particle // n if want_members else None)
 
 
+class EnsemblePropagator(Propagator):
+    """How M particles use the ensemble p(i' | i, u) = 1/K' Σ_k N(μ_ψ^k, Σ_ψ^k) during one rollout.
+
+    Made by :meth:`GaussianEnsemble.propagator`; see the module docstring for the three modes. The
+    members' weights are folded once (:meth:`GaussianEnsemble.fold`). For ``"ts_inf"`` without a given
+    assignment, :meth:`layout` deals the trajectories once, at random, into K' equal blocks of rows
+    (padded with copies to a multiple of K'), and row r keeps member r // (R / K') for the whole horizon.
+
+    Args:
+        model: the ensemble.
+        propagation: one of :data:`PROPAGATIONS`.
+        members: which members propagate: "elites" (default), "all" or an index tensor.
+        generator: torch generator for ε, the TS1 permutations and the TS∞ deal.
+        sample_reward: sample the reward from the member's Gaussian too (MBPO), not only the next state.
+        member_of_particle: TS∞ only, a fixed assignment ``(M,)`` of positions in 0..K'−1 among ``members``
+            (any counts; each step then gathers the rows member by member).
+    """
+
+    def __init__(self, model, *, propagation: str = "ts_inf", members="elites",
+                 generator: torch.Generator | None = None, sample_reward: bool = False,
+                 member_of_particle: torch.Tensor | None = None):
+        self.model = model
+        self.propagation = check_choice("propagation", propagation, PROPAGATIONS)
+        self.generator = generator
+        self.sample_reward = bool(sample_reward)
+        self.idx = model.member_indices(members)
+        self.num_members = self.components = model.num_members(self.idx)
+        self.folded = model.fold(self.idx)  # normalisations folded into the weights, once per rollout
+        self.deterministic = self.propagation == "expectation"
+        self.record_members = False
+        self._used: torch.Tensor | None = None
+        if member_of_particle is not None and self.propagation == "ts_inf":
+            member_of_particle = as_tensor("member_of_particle", member_of_particle, device=model.device)
+            K = self.num_members
+            if member_of_particle.dtype not in (torch.int64, torch.int32) or member_of_particle.dim() != 1 or bool(
+                ((member_of_particle < 0) | (member_of_particle >= K)).any()
+            ):
+                raise ValueError(f"member_of_particle: expected a 1-D tensor of integers in [0, {K}) (positions "
+                                 f"among the propagating members)")
+            member_of_particle = member_of_particle.long()
+        else:
+            member_of_particle = None
+        self.member_of_particle = member_of_particle
+
+    def layout(self, rows: int) -> torch.Tensor | None:
+        if self.propagation != "ts_inf" or self.member_of_particle is not None:
+            return None
+        K = self.num_members
+        return _random_perm(-(-rows // K) * K, self.generator, self.model.device)  # ids >= rows: padding copies
+
+    def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.member_of_particle is not None and self.member_of_particle.shape[0] != obs.shape[0]:
+            raise ValueError(f"member_of_particle: expected one member per particle, ({obs.shape[0]},), got "
+                             f"{tuple(self.member_of_particle.shape)}")
+        next_obs, reward, used = _step(self.model, obs, action, self.propagation, self.member_of_particle,
+                                       self.generator, self.idx, self.sample_reward, self.record_members,
+                                       self.folded)
+        self._used = used
+        return next_obs, reward
+
+    def rows_used(self) -> torch.Tensor | None:
+        if self._used is None:
+            return None
+        return self._used if self.idx is None else self.idx[self._used]
+
+
 def step_particles(
     model,
     obs: torch.Tensor,
@@ -149,35 +217,29 @@ def step_particles(
     sample_reward: bool = False,
     return_members: bool = False,
 ):
-    """One imagined step for M particles: i'_m, g_m ~ f_ψ(i_m, u_m).
+    """One imagined step for M particles: i'_m, g_m ~ f_ψ(i_m, u_m), through ``model.propagator(...)``.
 
     For an ensemble, particle m uses member k(m) and i'_m = i_m + m_Δ + s_Δ (μ̃^k + σ̃^k ε_m) with
     ε_m ~ N(0, I) (:meth:`GaussianEnsemble.step_members`); the reward is the member's predicted mean
     (or a sample too with ``sample_reward=True``, as MBPO does). Which k(m):
 
     - ``"ts_inf"``: the caller's fixed assignment. ``member_of_particle=None`` means the block layout
-      k(m) = m // (M / K') (M must be a multiple of K'; no gather at all: the fast path
-      :func:`imagine_returns` uses); otherwise ``member_of_particle: (M,)`` with values in 0..K'−1
-      (positions in ``members``), any counts.
+      k(m) = m // (M / K') (M must be a multiple of K'; no gather at all); otherwise
+      ``member_of_particle: (M,)`` with values in 0..K'−1 (positions in ``members``), any counts.
     - ``"ts1"``: a fresh uniform random permutation deals the particles to the K' members
       (M padded to a multiple of K'); ``member_of_particle`` is ignored.
     - ``"expectation"``: i'_m = i_m + 1/K' Σ_k μ^k, the reward likewise averaged; no sampling.
 
-    A deterministic model (``DeltaMLP``) computes i' = i + f_ψ(i, u), reward None, whatever the mode.
+    A deterministic model (``DeltaMLP``, ``TrueDynamics``) takes its one step whatever the options say.
 
     Args:
-        model: a ``GaussianEnsemble`` or a ``DeltaMLP``.
+        model: a :class:`~mbrl_course.models.DynamicsModel`.
         obs: i, ``(M, O)``. action: u, ``(M, A)``.
-        propagation: one of :data:`PROPAGATIONS`.
-        member_of_particle: ``(M,)`` member positions for TS∞, or None for the block layout.
-        generator: torch generator for ε and the TS1 permutation (best on the model's device).
-        members: which members propagate: "elites" (default), "all" or an index tensor.
-        sample_reward: sample the reward from the member's Gaussian instead of using its mean.
+        propagation, member_of_particle, generator, members, sample_reward: see :class:`EnsemblePropagator`.
         return_members: also return the model member index each particle used, ``(M,)``
-            (None for deterministic models and for "expectation").
+            (None for models without members and for "expectation").
     Returns:
-        next_obs ``(M, O)``, reward ``(M,)`` or None when the model predicts no reward
-        [, members ``(M,)``].
+        next_obs ``(M, O)``, reward ``(M,)`` or None when the model predicts no reward [, members ``(M,)``].
     """
     check_choice("propagation", propagation, PROPAGATIONS)
     obs = as_tensor("obs", obs, dtype=model.dtype, device=model.device)
@@ -186,26 +248,15 @@ def step_particles(
     check_shape("action", action, (obs.shape[0], model.act_dim))
     if obs.shape[0] == 0:
         raise ValueError("obs: expected at least one particle, got none")
-    idx = None
-    if not getattr(model, "deterministic", False):
-        idx = model.member_indices(members)
-        if propagation == "ts_inf" and member_of_particle is not None:
-            member_of_particle = as_tensor("member_of_particle", member_of_particle, device=model.device)
-            check_shape("member_of_particle", member_of_particle, (obs.shape[0],))
-            K = model.num_members(idx)
-            if member_of_particle.dtype not in (torch.int64, torch.int32) or bool(
-                ((member_of_particle < 0) | (member_of_particle >= K)).any()
-            ):
-                raise ValueError(f"member_of_particle: expected integers in [0, {K}) (positions among the "
-                                 f"propagating members)")
-            member_of_particle = member_of_particle.long()
-    next_obs, reward, used = _step(model, obs, action, propagation, member_of_particle, generator, idx,
-                                   sample_reward, return_members)
+    if member_of_particle is not None and propagation == "ts_inf":
+        check_shape("member_of_particle", as_tensor("member_of_particle", member_of_particle), (obs.shape[0],))
+    propagator = model.propagator(propagation=propagation, member_of_particle=member_of_particle,
+                                  generator=generator, members=members, sample_reward=sample_reward)
+    propagator.record_members = return_members
+    next_obs, reward = propagator.step(obs, action)
     if not return_members:
         return next_obs, reward
-    if used is not None and idx is not None:
-        used = idx[used]
-    return next_obs, reward, used
+    return next_obs, reward, propagator.rows_used()
 
 
 @torch.no_grad()
@@ -225,19 +276,20 @@ def imagine_returns(
 ):
     """Ĝ_n = 1/P Σ_p Σ_{t=1}^{H} γ^{t−1} g(i^p_t, u^n_t, i^p_{t+1}) · [particle p alive at t], for each sequence n.
 
-    P particles per sequence start at i_1 = ``obs`` and step through the model H times
-    (:func:`step_particles`). A particle whose step fires ``termination_fn`` earns that step's reward,
-    then nothing more, and its state stays frozen at the terminal state. Runs without gradients
-    (planners only rank the returns); the model's weights are folded once per call (:meth:`GaussianEnsemble.fold`).
+    The planners' objective: P particles per sequence start at i_1 = ``obs`` and step through the model
+    H times, one :func:`~mbrl_course.models.rollout` of N·P trajectories (a particle whose step fires
+    ``termination_fn`` earns that step's reward, then nothing more). Runs without gradients (planners
+    only rank the returns).
 
     Args:
-        model: a ``GaussianEnsemble`` or a ``DeltaMLP`` (deterministic: P = 1, ``propagation`` ignored).
+        model: a :class:`~mbrl_course.models.DynamicsModel`; a deterministic one (``DeltaMLP``,
+            ``TrueDynamics``, or an ensemble under ``"expectation"``) runs P = 1.
         obs: the start state, ``(O,)`` shared by all sequences or ``(N, O)`` one per sequence.
         action_sequences: u^n_{1:H}, ``(N, H, A)``.
         reward_fn: batched g(i, u, i') -> ``(M,)`` on ``(M, O), (M, A), (M, O)``; None uses the model's
             predicted reward (mean), which needs ``predict_reward=True``.
         termination_fn: batched done(i, u, i') -> ``(M,)`` bool, or None for no termination.
-        particles: P for the trajectory-sampling modes (``"expectation"`` and deterministic models use 1).
+        particles: P for the trajectory-sampling modes.
         propagation: ``"ts_inf"`` (default), ``"ts1"`` or ``"expectation"`` (see the module docstring).
         generator: torch generator for the particles' noise and member draws.
         discount: γ in (0, 1].
@@ -264,71 +316,27 @@ def imagine_returns(
     discount = check_positive_float("discount", discount)
     if discount > 1:
         raise ValueError(f"discount: expected a number in (0, 1], got {discount}")
-    deterministic = bool(getattr(model, "deterministic", False))
-    if reward_fn is None and (deterministic or not model.predict_reward):
+    if reward_fn is None and not model.predict_reward:
         raise ValueError("reward_fn: None needs a model that predicts the reward (predict_reward=True); "
                          "pass the environment's batched reward function")
 
-    idx = None if deterministic else model.member_indices(members)
-    folded = None if deterministic else model.fold(idx)  # normalisations folded into the weights, once
-    P = 1 if deterministic or propagation == "expectation" else particles
+    propagator = model.propagator(generator=generator, propagation=propagation, members=members)
+    P = 1 if propagator.deterministic else particles
     M = N * P
-    real = None
-    if propagation == "ts_inf" and not deterministic:
-        # deal the M particles (padded with copies to a multiple of K') at random into K' equal blocks:
-        # slot s holds particle slot_particle[s] and keeps member s // (M_pad / K') for the whole horizon
-        K = model.num_members(idx)
-        M_pad = -(-M // K) * K
-        slot_particle = _random_perm(M_pad, generator, device)  # ids >= M are padding copies
-        real = slot_particle < M
-        particle_of_slot = slot_particle % M
-    else:
-        M_pad = M
-        slot_particle = particle_of_slot = torch.arange(M, device=device)
-    seq_of_slot = particle_of_slot // P
-    state = obs[seq_of_slot] if obs.dim() == 2 else obs.expand(M_pad, -1).clone()
-    actions_t = actions.transpose(0, 1)[:, seq_of_slot]  # (H, M_pad, A): u^n_t for every slot, contiguous in t
-
-    returns = torch.zeros(M_pad, device=device, dtype=dtype)
-    alive = torch.ones(M_pad, device=device, dtype=torch.bool) if termination_fn is not None else None
-    used_members = [] if return_members else None
+    start = obs.repeat_interleave(P, dim=0) if obs.dim() == 2 else obs  # trajectory m = n·P + p
+    rows = _run(propagator, start, M, H, actions=actions.repeat_interleave(P, dim=0) if P > 1 else actions,
+                policy=None, reward_fn=reward_fn, termination_fn=termination_fn, record_members=return_members)
+    returns = torch.zeros(rows.rollout.reward.shape[1], device=device, dtype=dtype)
     weight = 1.0
-    for t in range(H):
-        action = actions_t[t]
-        next_state, model_reward, used = _step(model, state, action, propagation, None, generator, idx, False,
-                                               return_members, folded)
-        reward = model_reward if reward_fn is None else reward_fn(state, action, next_state)
-        if t == 0:
-            reward = as_tensor("reward_fn(obs, action, next_obs)", reward)
-            check_shape("reward_fn(obs, action, next_obs)", reward, (M_pad,))
-        if alive is None:
-            returns.add_(reward, alpha=weight)
-        else:
-            returns.add_(torch.where(alive, reward, 0.0), alpha=weight)
-            done = termination_fn(state, action, next_state)
-            if t == 0:
-                done = as_tensor("termination_fn(obs, action, next_obs)", done)
-                check_shape("termination_fn(obs, action, next_obs)", done, (M_pad,))
-            next_state = torch.where(alive.unsqueeze(-1), next_state, state)  # the dead stay where they ended
-            alive = alive & ~done.bool()
-        state = next_state
+    for reward in rows.rollout.reward:  # Σ_t γ^{t−1} g_t, row by row
+        returns.add_(reward, alpha=weight)
         weight *= discount
-        if used_members is not None:
-            used_members.append(used)
-
-    if real is None:
+    if rows.ids is None:
         mean_returns = returns.view(N, P).mean(1)
-    else:
+    else:  # average the real rows of each sequence (padding copies ids >= M do not count)
         mean_returns = torch.zeros(N, device=device, dtype=dtype).index_add_(
-            0, seq_of_slot, returns * real
-        ) / P
+            0, (rows.ids % M) // P, returns * (rows.ids < M)) / P
     if not return_members:
         return mean_returns
-    if deterministic or propagation == "expectation":
-        return mean_returns, None
-    member_ids = torch.stack(used_members)  # (H, M_pad) positions among the propagating members
-    if idx is not None:
-        member_ids = idx[member_ids]
-    per_particle = torch.empty_like(member_ids)
-    per_particle[:, slot_particle] = member_ids
-    return mean_returns, per_particle[:, :M].reshape(H, N, P)
+    members_used = rows.trajectories(M).members
+    return mean_returns, None if members_used is None else members_used.reshape(H, N, P)

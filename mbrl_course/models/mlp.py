@@ -17,6 +17,7 @@ from torch import nn
 
 from mbrl_course._checks import as_tensor, check_choice, check_positive_int, check_shape, resolve_device
 from mbrl_course.data import Batch, Normalizer
+from mbrl_course.models.base import PointMass, Propagator
 
 __all__ = ["DeltaMLP", "ACTIVATIONS", "activation_fn"]
 
@@ -52,7 +53,7 @@ class DeltaMLP(nn.Module):
         dtype: floating dtype of the parameters.
     """
 
-    deterministic = True  # imagination: propagation modes and particles make no difference
+    predict_reward = False  # f_ψ models the state only: rollouts take the env's reward function
 
     def __init__(
         self,
@@ -131,6 +132,23 @@ class DeltaMLP(nn.Module):
             total += self.loss(part) * len(part)
         return (total / n).reshape(1)
 
+    # ------------------------------------------------------------------ the model contract
+    def fit(self, data, *, generator: torch.Generator | None = None, progress: bool = False, **options):
+        """ψ := argmin_ψ L(ψ) on D_real by Adam on shuffled minibatches, with holdout early stopping.
+        ``options``: see :func:`~mbrl_course.models.training.train_model` (epochs, batch_size, lr, ...)."""
+        from mbrl_course.models.training import train_model
+
+        return train_model(self, data, members=None, generator=generator, progress=progress, **options)
+
+    def next_state_distribution(self, obs: torch.Tensor, action: torch.Tensor) -> PointMass:
+        """δ(i' − (i + f_ψ(i, u))): a deterministic prediction as a point mass, event shape ``(O,)``."""
+        with torch.no_grad():
+            return PointMass(self.forward(obs, action))
+
+    def propagator(self, *, generator: torch.Generator | None = None, **_ignored) -> Propagator:
+        """Every row steps by i' = i + f_ψ(i, u); propagation options are accepted and ignored."""
+        return _DeltaPropagator(self)
+
     @torch.no_grad()
     def fit_normalizers(self, batch: Batch) -> None:
         """Fit m_x, s_x on [i, u] and m_Δ, s_Δ on Δi = i' − i of ``batch`` (plain, no K axis)."""
@@ -139,3 +157,13 @@ class DeltaMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"obs_dim={self.obs_dim}, act_dim={self.act_dim}, activation={self.activation!r}"
+
+
+class _DeltaPropagator(Propagator):
+    """i'_m = i_m + f_ψ(i_m, u_m) for every row; no reward (the env's reward function gives it)."""
+
+    def __init__(self, model: DeltaMLP):
+        self.model = model
+
+    def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.model.step(obs, action), None

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from mbrl_course._checks import check_positive_float, check_positive_int
 from mbrl_course.data import ReplayBuffer
 
-__all__ = ["FitReport", "fit_model"]
+__all__ = ["FitReport", "fit_model", "train_model"]
 
 
 @dataclass
@@ -46,6 +46,9 @@ class FitReport:
     """per member, the holdout MSE of the parameters kept; None without a holdout set"""
     val_indices: torch.Tensor | None = None
     """the buffer slots held out (for plots and checks); None without a holdout set"""
+    member_scores: list[float] | None = None
+    """per member, the holdout MSE of the parameters kept (the training MSE without a holdout set):
+    what the elites are chosen by"""
 
 
 def _rand_on(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -53,10 +56,17 @@ def _rand_on(shape: tuple[int, ...], generator: torch.Generator | None, device: 
     return torch.rand(shape, generator=generator, device=where).to(device)
 
 
-def fit_model(
+def fit_model(model, buffer: ReplayBuffer, **options) -> FitReport:
+    """ψ := argmin_ψ L(f_ψ(·,·), D_real): ``model.fit(buffer, **options)``, for any model of the contract
+    (:class:`~mbrl_course.models.DynamicsModel`); the options are the model's own."""
+    return model.fit(buffer, **options)
+
+
+def train_model(
     model,
     buffer: ReplayBuffer,
     *,
+    members: int | None,
     epochs: int,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -72,7 +82,9 @@ def fit_model(
     """ψ := argmin_ψ L(f_ψ, D_real) by Adam on minibatches, with holdout early stopping.
 
     Args:
-        model: a ``GaussianEnsemble`` (bootstrapped per-member batches, elites) or a ``DeltaMLP``.
+        model: a network with ``loss(batch)``, ``eval_mse(batch) -> (K,)``, ``fit_normalizers(batch)``.
+        members: K for an ensemble whose parameters carry a leading member axis K (member k trains on its
+            own bootstrap resample and keeps its own best parameters); None for one network.
         buffer: D_real; the model's device should match the buffer's.
         epochs: at most this many passes over the training part.
         batch_size: transitions per minibatch (per member for ensembles).
@@ -104,8 +116,8 @@ def fit_model(
     if len(buffer) == 0:
         raise ValueError("buffer: expected at least one transition to fit on, got an empty buffer")
     device = model.device
-    is_ensemble = hasattr(model, "ensemble_size")
-    K = model.ensemble_size if is_ensemble else 1
+    is_ensemble = members is not None
+    K = check_positive_int("members", members) if is_ensemble else 1
 
     # 1. split, refit normalisers on the training part
     train_idx, val_idx = buffer.split(val_fraction, generator=generator)
@@ -197,8 +209,7 @@ def fit_model(
                 p.copy_(best_params[name])
         report.best_val_mse = best_mse.tolist()
         report.val_indices = val_idx
-    # 4. elites by holdout MSE (by training MSE when there is no holdout set)
-    if is_ensemble:
-        score = best_mse if has_val else model.eval_mse(buffer.batch(train_idx, check=False).to(device, dtype))
-        report.elites = model.set_elites(score).tolist()
+    # 4. what the elites are chosen by: holdout MSE (training MSE when there is no holdout set)
+    score = best_mse if has_val else model.eval_mse(buffer.batch(train_idx, check=False).to(device, dtype))
+    report.member_scores = score.tolist()
     return report

@@ -31,6 +31,7 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import gymnasium as gym
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -536,25 +537,25 @@ def rollout_true_dynamics(env_id: str, obs, actions: torch.Tensor, **env_kwargs)
     """i_{1:H+1} under the env's own dynamics: i_1 = ``obs``, i_{t+1} = f(i_t, u^n_t).
 
     Args:
-        env_id: an env with analytic dynamics (:func:`~mbrl_course.envs.dynamics_fn`), e.g. ``"Pendulum-v1"``.
+        env_id: an env with analytic dynamics (:class:`~mbrl_course.models.TrueDynamics`), e.g. ``"Pendulum-v1"``.
         obs: i_1, ``(O,)``.
         actions: u^n_{1:H}, ``(N, H, A)``.
         **env_kwargs: as given to ``make_env`` (e.g. ``g`` of Pendulum-v1).
     Returns:
         states ``(N, H+1, O)`` (no termination: the states go on past a terminal one).
     """
-    from mbrl_course.envs import dynamics_fn
+    from mbrl_course.envs import reward_fn
+    from mbrl_course.models import TrueDynamics, rollout
 
-    step = dynamics_fn(env_id, **env_kwargs)
     actions = as_tensor("actions", actions)
     check_shape("actions", actions, ("N", "H", "A"))
     state = as_tensor("obs", obs, dtype=actions.dtype, device=actions.device)
     if state.dim() != 1:
         raise ValueError(f"obs: expected one state of shape (O,), got shape {tuple(state.shape)}")
-    states = [state.expand(actions.shape[0], -1)]
-    for t in range(actions.shape[1]):
-        states.append(step(states[-1], actions[:, t]))
-    return torch.stack(states, dim=1)
+    model = TrueDynamics(env_id, device=actions.device, dtype=actions.dtype, **env_kwargs)
+    out = rollout(model, state.expand(actions.shape[0], -1), actions=actions,
+                  reward_fn=reward_fn(env_id, **env_kwargs))
+    return out.obs.transpose(0, 1)
 
 
 def true_dynamics_objective(env_id: str, obs, *, discount: float = 1.0, **env_kwargs) -> Objective:
@@ -563,60 +564,65 @@ def true_dynamics_objective(env_id: str, obs, *, discount: float = 1.0, **env_kw
         G(u^n_{1:H}) = Σ_{t=1}^{H} γ^{t−1} g(i_t, u^n_t, i_{t+1}) [no termination before t],
         i_1 = obs,  i_{t+1} = f(i_t, u^n_t)
 
-    with g = :func:`~mbrl_course.envs.reward_fn`, f = :func:`~mbrl_course.envs.dynamics_fn` and the env's
-    termination function. ``obs``: i_1, ``(O,)``. Returns ``objective(actions: (N, H, A)) -> (N,)``.
+    that is :func:`~mbrl_course.models.imagine_returns` with :class:`~mbrl_course.models.TrueDynamics`, the
+    env's :func:`~mbrl_course.envs.reward_fn` and termination function. ``obs``: i_1, ``(O,)``.
+    Returns ``objective(actions: (N, H, A)) -> (N,)``.
     """
-    from mbrl_course.envs import dynamics_fn, reward_fn, termination_fn
+    from mbrl_course.envs import reward_fn, termination_fn
+    from mbrl_course.models import TrueDynamics, imagine_returns
 
-    step, reward, done = (fn(env_id, **env_kwargs) for fn in (dynamics_fn, reward_fn, termination_fn))
     if not 0 < discount <= 1:
         raise ValueError(f"discount: expected γ in (0, 1], got {discount!r}")
     start = as_tensor("obs", obs, dtype=torch.float32)
     if start.dim() != 1:
         raise ValueError(f"obs: expected one state of shape (O,), got shape {tuple(start.shape)}")
+    reward, done = reward_fn(env_id, **env_kwargs), termination_fn(env_id, **env_kwargs)
+    models: dict = {}
 
     def objective(actions: torch.Tensor) -> torch.Tensor:
-        N, H, _ = actions.shape
-        state = start.to(actions.device, actions.dtype).expand(N, -1)
-        total = torch.zeros(N, dtype=actions.dtype, device=actions.device)
-        alive = torch.ones(N, dtype=torch.bool, device=actions.device)
-        weight = 1.0
-        for t in range(H):
-            next_state = step(state, actions[:, t])
-            total += weight * torch.where(alive, reward(state, actions[:, t], next_state), 0.0)
-            alive = alive & ~done(state, actions[:, t], next_state)
-            state, weight = next_state, weight * discount
-        return total
+        key = (actions.device, actions.dtype)
+        if key not in models:
+            models[key] = TrueDynamics(env_id, device=actions.device, dtype=actions.dtype, **env_kwargs)
+        return imagine_returns(models[key], start, actions, reward_fn=reward, termination_fn=done,
+                               particles=1, discount=discount)
 
     return objective
+
+
+class _StartHanging(gym.Wrapper):
+    """Pendulum-v1 reset to θ = π + ε_θ, θ̇ = ε_θ̇, ε ~ N(0, ``start_noise``²) drawn from the reset's seed."""
+
+    def __init__(self, env: gym.Env, start_noise: float):
+        super().__init__(env)
+        self.start_noise = start_noise
+
+    def reset(self, *, seed: int | None = None, options=None):
+        _, info = self.env.reset(seed=seed, options=options)
+        rng = np.random.default_rng(seed)
+        self.env.unwrapped.state = np.array([np.pi, 0.0]) + rng.normal(0.0, self.start_noise, size=2)
+        return self.env.unwrapped._get_obs(), info
 
 
 def swing_up_return(planner: Planner, *, seed: int = 0, steps: int = 100, start_noise: float = 0.1) -> float:
     """The return of one MPC episode of Pendulum-v1 that starts hanging down, planned with the true dynamics.
 
     The pendulum starts at θ = π + ε_θ, θ̇ = ε_θ̇ (ε ~ N(0, ``start_noise``²), drawn from ``seed``); each step
-    the planner maximises :func:`true_dynamics_objective` from the current state and the first action of
-    its plan is executed: Σ_{t=1}^{steps} g_t is returned (between about −16 and 0 per step).
+    the planner maximises the return under :class:`~mbrl_course.models.TrueDynamics` (the MPC loop's
+    :class:`~mbrl_course.agents.MPCAgent` with f_ψ := f) and the first action of its plan is executed:
+    Σ_{t=1}^{steps} g_t is returned (between about −16 and 0 per step).
     """
-    from mbrl_course.envs import make_env
+    from mbrl_course.agents import MPCAgent, run_episode
+    from mbrl_course.envs import make_env, reward_fn, termination_fn
+    from mbrl_course.models import TrueDynamics
 
     steps = check_positive_int("steps", steps)
-    env = make_env("Pendulum-v1", max_episode_steps=steps)
+    env = _StartHanging(make_env("Pendulum-v1", max_episode_steps=steps), start_noise)
+    agent = MPCAgent(TrueDynamics("Pendulum-v1"), planner, reward_fn=reward_fn("Pendulum-v1"),
+                     termination_fn=termination_fn("Pendulum-v1"), device=planner.device)
     try:
-        env.reset(seed=int(seed))
-        rng = np.random.default_rng(int(seed))
-        env.unwrapped.state = np.array([np.pi, 0.0]) + rng.normal(0.0, start_noise, size=2)
-        obs = env.unwrapped._get_obs()
-        planner.reset()
-        total, done = 0.0, False
-        while not done:
-            plan = planner.plan(true_dynamics_objective("Pendulum-v1", obs))
-            obs, reward, terminated, truncated, _ = env.step(plan[0].cpu().numpy())
-            total += float(reward)
-            done = terminated or truncated
+        return run_episode(env, agent, None, episode=0, seed=int(seed)).ret
     finally:
         env.close()
-    return total
 
 
 @dataclass

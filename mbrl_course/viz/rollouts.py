@@ -201,6 +201,10 @@ def _episode_arrays(episode: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([episode.obs, episode.next_obs[-1:]]), episode.action
 
 
+def _no_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
+
+
 @torch.no_grad()
 def rollout_particles(
     model,
@@ -215,7 +219,7 @@ def rollout_particles(
     """Roll f_ψ forward k steps from real states with given actions: an open-loop k-step prediction.
 
     For every start s and particle p:  î^{s,p}_0 = i_s,  î^{s,p}_{j+1} ~ f_ψ(î^{s,p}_j, u_{s,j}),  j = 0..k−1
-    (:func:`~mbrl_course.models.step_particles`). With ``"ts_inf"`` particle p keeps member p mod K' all the way
+    (one :func:`~mbrl_course.models.rollout`). With ``"ts_inf"`` particle p keeps member p mod K' all the way
     (PETS's TS∞), so the spread of the particles holds both the members' noise (aleatoric) and their
     disagreement (epistemic uncertainty).
 
@@ -227,7 +231,7 @@ def rollout_particles(
     Returns:
         predicted states ``(S, P, k+1, O)``; ``[:, :, 0]`` is the start.
     """
-    from mbrl_course.models import step_particles
+    from mbrl_course.models import rollout
 
     particles = check_positive_int("particles", particles)
     start_obs = as_tensor("start_obs", start_obs, dtype=model.dtype, device=model.device)
@@ -235,18 +239,15 @@ def rollout_particles(
     check_shape("start_obs", start_obs, ("S", model.obs_dim))
     check_shape("actions", actions, (start_obs.shape[0], "k", model.act_dim))
     S, k = actions.shape[:2]
-    state = start_obs.repeat_interleave(particles, dim=0)  # (S·P, O), particle-major within each start
-    member_of_particle = None
-    if propagation == "ts_inf" and not getattr(model, "deterministic", False):
-        n_members = model.num_members(model.member_indices(members))
-        member_of_particle = (torch.arange(S * particles, device=model.device) % particles) % n_members
-    states = [state]
-    for j in range(k):
-        action = actions[:, j].repeat_interleave(particles, dim=0)
-        state, _ = step_particles(model, state, action, propagation=propagation, generator=generator,
-                                  members=members, member_of_particle=member_of_particle)
-        states.append(state)
-    return torch.stack(states, dim=1).reshape(S, particles, k + 1, model.obs_dim)
+    options = {"generator": generator, "propagation": propagation, "members": members}
+    propagator = model.propagator(**options)
+    if propagation == "ts_inf" and propagator.components > 1:  # particle p of every start keeps member p mod K'
+        assignment = (torch.arange(S * particles, device=model.device) % particles) % propagator.components
+        propagator = model.propagator(member_of_particle=assignment, **options)
+    out = rollout(model, start_obs.repeat_interleave(particles, dim=0),  # (S·P, O), particle-major per start
+                  actions=actions.repeat_interleave(particles, dim=0), reward_fn=_no_reward, propagator=propagator)
+    states = out.obs.transpose(0, 1)  # (S·P, k+1, O)
+    return states.reshape(S, particles, k + 1, model.obs_dim)
 
 
 @dataclass
