@@ -18,7 +18,9 @@ the same frames bit for bit.
 - ``mbrl_course/CartPoleSwingUp-v0``: the env's own ``draw_cartpole`` with a square camera of
   x, y ∈ [-1.6, 1.6] m around the track's origin (the pole, l = 0.6 m, fits whether up or down;
   a cart beyond |x| ≈ 1.85 m leaves the view). At 64 px one pixel is 5 cm: the pole is one pixel
-  wide, the cart 10 × 5 pixels.
+  wide, the cart 10 × 5 pixels. The track is unbounded and nearly frictionless: under uniformly random
+  forces the cart drifts away (median |x| ≈ 5 m over 100-step episodes, only about a quarter of the
+  states inside the view), so seed episodes for a pixel model want gentler exploration forces.
 - ``Pendulum-v1``: gymnasium draws it with pygame; ``draw_pendulum`` draws the same picture (a red
   rod of width 0.2 with rounded ends, a black pivot, white background) with numpy, in a view of
   x, y ∈ [-1.2, 1.2] m. As in gymnasium's picture the tip is at l (-sin θ, cos θ) (θ = 0 up,
