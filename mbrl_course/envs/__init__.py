@@ -1,5 +1,8 @@
 """Environments of the course and their batched torch reward / termination / dynamics functions.
 
+Pixel observations for PlaNet and Dreamer (64 × 64 × 3 uint8 frames, action repeat, the true state in
+``info["state"]``): ``make_pixel_env`` in ``mbrl_course.envs.pixels``.
+
 Importing this package registers ``mbrl_course/CartPoleSwingUp-v0`` with gymnasium.
 
 >>> import torch
@@ -36,6 +39,15 @@ from mbrl_course.envs.functions import (
     reward_fn,
     termination_fn,
 )
+from mbrl_course.envs.pixels import (
+    DEFAULT_ACTION_REPEAT,
+    PIXEL_ENV_IDS,
+    PixelObservation,
+    draw_cartpole_frame,
+    draw_pendulum,
+    make_pixel_env,
+    render_frame,
+)
 from mbrl_course.envs.registry import SUPPORTED_ENVS, check_bounded_box_actions, make_env
 
 if CARTPOLE_SWINGUP_ID not in gym.registry:
@@ -48,19 +60,26 @@ if CARTPOLE_SWINGUP_ID not in gym.registry:
 __all__ = [
     "CARTPOLE_SWINGUP_ID",
     "CARTPOLE_SWINGUP_MAX_EPISODE_STEPS",
+    "DEFAULT_ACTION_REPEAT",
+    "PIXEL_ENV_IDS",
     "SUPPORTED_ENVS",
     "CartPoleSwingUpEnv",
     "CartPoleSwingUpParams",
     "DynamicsFn",
     "EnvFunctions",
+    "PixelObservation",
     "RewardFn",
     "TerminationFn",
     "cartpole_step",
     "check_bounded_box_actions",
     "draw_cartpole",
+    "draw_cartpole_frame",
+    "draw_pendulum",
     "dynamics_fn",
     "env_functions",
     "make_env",
+    "make_pixel_env",
+    "render_frame",
     "reward_fn",
     "termination_fn",
 ]

@@ -207,26 +207,43 @@ _COLOURS = {
 }
 
 
-def _pixel_grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """World coordinates (metres) of the pixel centres: u (1, W) to the right, v (H, 1) upwards."""
-    u = (np.arange(width) + 0.5 - width / 2) / _PIXELS_PER_METRE
-    v = (_TRACK_ROW - (np.arange(height) + 0.5)) / _PIXELS_PER_METRE
+def _pixel_grid(
+    width: int, height: int, pixels_per_metre: float = _PIXELS_PER_METRE, track_row: int = _TRACK_ROW
+) -> tuple[np.ndarray, np.ndarray]:
+    """World coordinates (metres) of the pixel centres: u (1, W) to the right, v (H, 1) upwards.
+
+    The view is centred on x = 0; the track (y = 0) lies on the top edge of pixel row ``track_row``.
+    """
+    u = (np.arange(width) + 0.5 - width / 2) / pixels_per_metre
+    v = (track_row - (np.arange(height) + 0.5)) / pixels_per_metre
     return u[None, :], v[:, None]
 
 
-def draw_cartpole(x: float, theta: float, pole_length: float) -> np.ndarray:
+def draw_cartpole(
+    x: float,
+    theta: float,
+    pole_length: float,
+    *,
+    width: int = _WIDTH,
+    height: int = _HEIGHT,
+    pixels_per_metre: float = _PIXELS_PER_METRE,
+    track_row: int = _TRACK_ROW,
+) -> np.ndarray:
     """Draw the cart-pole into an RGB image.
 
     Args:
         x: cart position [m]; theta: pole angle from upright [rad]; pole_length: l [m].
+        width, height, pixels_per_metre, track_row: the camera. The defaults give the env's
+            600 × 400 view of x ∈ [-2.4, 2.4] m; ``mbrl_course.envs.pixels`` draws small square
+            frames with other values. The track is 3 pixel rows thick at any scale.
     Returns:
-        image: (400, 600, 3) uint8. The view spans x ∈ [-2.4, 2.4] m; a red ring marks the
-        target p* = (0, l) of the pole tip; a cart outside the view is clipped away.
+        image: (height, width, 3) uint8. The view spans x ∈ ±width / (2 pixels_per_metre) m; a red
+        ring marks the target p* = (0, l) of the pole tip; a cart outside the view is clipped away.
     """
-    image = np.empty((_HEIGHT, _WIDTH, 3), dtype=np.uint8)
+    image = np.empty((height, width, 3), dtype=np.uint8)
     image[:] = _COLOURS["background"]
-    u, v = _pixel_grid(_WIDTH, _HEIGHT)
-    image[_TRACK_ROW - 1 : _TRACK_ROW + 2, :] = _COLOURS["track"]
+    u, v = _pixel_grid(width, height, pixels_per_metre, track_row)
+    image[max(track_row - 1, 0) : max(track_row + 2, 0), :] = _COLOURS["track"]
 
     ring = np.abs(np.hypot(u - 0.0, v - pole_length) - 0.06) < 0.012
     image[ring] = _COLOURS["target"]
