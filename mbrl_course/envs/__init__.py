@@ -1,6 +1,7 @@
 """Environments of the course and their batched torch reward / termination / dynamics functions.
 
-Importing this package registers ``mbrl_course/CartPoleSwingUp-v0`` with gymnasium.
+Importing this package registers ``mbrl_course/CartPoleSwingUp-v0`` with gymnasium and chooses the
+OpenGL backend MuJoCo renders with (:func:`choose_gl_backend`), before anything imports mujoco.
 
 >>> import torch
 >>> from mbrl_course.envs import make_env, reward_fn
@@ -36,7 +37,10 @@ from mbrl_course.envs.functions import (
     reward_fn,
     termination_fn,
 )
-from mbrl_course.envs.registry import SUPPORTED_ENVS, check_bounded_box_actions, make_env
+from mbrl_course.envs.registry import MUJOCO_ENVS, SUPPORTED_ENVS, check_bounded_box_actions, make_env
+from mbrl_course.envs.rendering import GLBackend, RenderingUnavailableWarning, choose_gl_backend
+
+choose_gl_backend()  # mujoco reads MUJOCO_GL once, at its import: choose before any env imports it
 
 if CARTPOLE_SWINGUP_ID not in gym.registry:
     gym.register(
@@ -48,15 +52,19 @@ if CARTPOLE_SWINGUP_ID not in gym.registry:
 __all__ = [
     "CARTPOLE_SWINGUP_ID",
     "CARTPOLE_SWINGUP_MAX_EPISODE_STEPS",
+    "MUJOCO_ENVS",
     "SUPPORTED_ENVS",
     "CartPoleSwingUpEnv",
     "CartPoleSwingUpParams",
     "DynamicsFn",
     "EnvFunctions",
+    "GLBackend",
+    "RenderingUnavailableWarning",
     "RewardFn",
     "TerminationFn",
     "cartpole_step",
     "check_bounded_box_actions",
+    "choose_gl_backend",
     "draw_cartpole",
     "dynamics_fn",
     "env_functions",
