@@ -5,6 +5,7 @@
 # torch: where no NVIDIA GPU is visible, a CPU build is installed first (TORCH_CPU_VERSION,
 # with TORCH_CPU_PIP_ARGS, e.g. a CPU wheel index); a torch that already imports in .venv,
 # such as your own CUDA build, is never replaced.
+# MuJoCo's GL backend (MUJOCO_GL) is chosen by the package (mbrl_course/envs/rendering.py); set it to override.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -39,12 +40,12 @@ $(STAMP): pyproject.toml | $(PY)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(PY) -m mbrl_course.cli train pets --env Pendulum-v1 --episodes 10 --seed 0 --out runs/demo --overwrite $(DEMO_ARGS)
+	$(PY) -m mbrl_course.cli train pets --env Pendulum-v1 --episodes 10 --seed 0 --out runs/demo --overwrite $(DEMO_ARGS)
 	@echo "demo finished: see runs/demo/learning_curve.png, runs/demo/rollout.gif and runs/demo/checkpoint.pt"
 
 # pytest exits 5 when it collects no tests; that alone is not a failure.
 test: $(STAMP)
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lab: $(STAMP)

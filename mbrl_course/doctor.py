@@ -5,8 +5,9 @@ will not work), with a hint to act on::
 
     python -m mbrl_course.doctor          # or: mbrl-course doctor
 
-Checks: Python, torch and its device, CUDA, gymnasium and MuJoCo, headless rendering
-(``MUJOCO_GL``, default ``egl``), nbgrader, the ``python3`` Jupyter kernel, ipywidgets, the
+Checks: Python, torch and its device, CUDA, gymnasium and MuJoCo, rendering (the ``MUJOCO_GL``
+backend :func:`mbrl_course.envs.rendering.choose_gl_backend` picks, and what to install when none
+loads), nbgrader, the ``python3`` Jupyter kernel, ipywidgets, the
 package's installation and the compute tier (:func:`mbrl_course.budget`). No check can crash the
 doctor: an unexpected error is reported as FAIL with what went wrong.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -119,14 +121,14 @@ def check_cuda() -> Check:
 def check_gymnasium() -> Check:
     try:
         import gymnasium
+
+        from mbrl_course.envs.rendering import choose_gl_backend
+
+        choose_gl_backend()  # a MUJOCO_GL that cannot load would make `import mujoco` raise
         import mujoco
     except ImportError as err:
         return Check("gymnasium", FAIL, f"cannot import {err.name or err}",
                      'pip install "gymnasium[classic-control,mujoco]" (make setup does)')
-    except RuntimeError as err:  # mujoco refuses a bad MUJOCO_GL at import
-        if "MUJOCO_GL" not in str(err):
-            raise
-        return Check("gymnasium", FAIL, f"mujoco does not import: {err}", "export MUJOCO_GL=egl (or osmesa), or unset it")
     return Check("gymnasium", OK, f"gymnasium {_version(gymnasium)}, mujoco {_version(mujoco)}")
 
 
@@ -140,11 +142,11 @@ _RENDER = (
 )
 
 
-def _render_with(backend: str) -> tuple[bool, str]:
-    """Render one MuJoCo frame in a fresh Python with ``MUJOCO_GL=backend``: (worked, what happened)."""
-    env = {**os.environ, "MUJOCO_GL": backend}
-    if backend in ("egl", "osmesa"):
-        env["PYOPENGL_PLATFORM"] = backend
+def _render_with(backend: str | None) -> tuple[bool, str]:
+    """Render one MuJoCo frame in a fresh Python with ``MUJOCO_GL=backend`` (``None``: unset): (worked, what happened)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    if backend is not None:
+        env["MUJOCO_GL"] = backend
     with tempfile.TemporaryDirectory() as tmp:  # MuJoCo may write MUJOCO_LOG.TXT to the working directory
         try:
             out = subprocess.run([sys.executable, "-c", _RENDER], capture_output=True, text=True, timeout=120,
@@ -157,18 +159,35 @@ def _render_with(backend: str) -> tuple[bool, str]:
     return False, last[:200]
 
 
+def render_install_hint(system: str | None = None) -> str:
+    """What to install so that MuJoCo can render on ``system`` (``platform.system()`` by default)."""
+    system = system or platform.system()
+    skipped = "until then training runs and skips rollout.gif (or pass --no-render)"
+    if system == "Linux":
+        return ("install EGL: sudo apt-get install libegl1 libgl1 (or, without a GPU driver, OSMesa: "
+                f"sudo apt-get install libosmesa6), then unset MUJOCO_GL: the course picks the one that loads; {skipped}")
+    if system == "Darwin":
+        return ("macOS has no headless EGL or OSMesa: unset MUJOCO_GL so MuJoCo uses its default GL (CGL), "
+                f"which needs a logged-in desktop session; {skipped}")
+    return f"unset MUJOCO_GL so MuJoCo uses its default GL (GLFW) and update the graphics driver; {skipped}"
+
+
 def check_render() -> Check:
-    backend = os.environ.get("MUJOCO_GL") or "egl"
-    worked, what = _render_with(backend)
+    from mbrl_course.envs.rendering import HEADLESS_BACKENDS, choose_gl_backend
+
+    chosen = choose_gl_backend()
+    name = f"MUJOCO_GL={chosen.name}" if chosen.name else "MuJoCo's default GL (MUJOCO_GL unset)"
+    worked, what = _render_with(chosen.name)
     if worked:
-        return Check("render", OK, f"MuJoCo renders headless with MUJOCO_GL={backend}")
-    for other in ("egl", "osmesa"):
-        if other != backend and _render_with(other)[0]:
-            return Check("render", WARN, f"MUJOCO_GL={backend} fails ({what}); MUJOCO_GL={other} works",
-                         f"export MUJOCO_GL={other}")
-    return Check("render", WARN, f"MuJoCo cannot render headless with MUJOCO_GL={backend}: {what}",
-                 "install EGL (apt-get install libegl1) or OSMesa (apt-get install libosmesa6, then "
-                 "export MUJOCO_GL=osmesa); only rollout videos need it: train with --no-render meanwhile")
+        return Check("render", OK, f"MuJoCo renders with {chosen.describe()}")
+    linux = platform.system() == "Linux"
+    for other in HEADLESS_BACKENDS if linux else ():
+        if other != chosen.name and _render_with(other)[0]:
+            unset = " (or unset MUJOCO_GL: the course picks one that loads)" if chosen.chosen_by == "MUJOCO_GL" else ""
+            return Check("render", WARN, f"{name} fails ({what}); MUJOCO_GL={other} works",
+                         f"export MUJOCO_GL={other}{unset}")
+    tried = f"{name} fails ({what})" + (f"; so do {' and '.join(HEADLESS_BACKENDS)}" if linux else "")
+    return Check("render", WARN, f"MuJoCo cannot render: {tried}", render_install_hint())
 
 
 def check_nbgrader() -> Check:

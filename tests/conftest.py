@@ -1,18 +1,22 @@
 """Shared test set-up: one torch thread per xdist worker, a headless matplotlib, quiet progress bars,
-and the environment of the kernels that nbgrader starts in the grading tests."""
+MuJoCo's GL backend chosen as the package chooses it, and the environment of the kernels that
+nbgrader starts in the grading tests."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from mbrl_course.envs.rendering import choose_gl_backend  # noqa: E402
+
+choose_gl_backend()  # before any test imports mujoco, whatever order the tests run in
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # two workers on two cores: one thread each avoids oversubscription, which slows torch's

@@ -3,7 +3,8 @@
 Pixel observations for PlaNet and Dreamer (64 × 64 × 3 uint8 frames, action repeat, the true state in
 ``info["state"]``): ``make_pixel_env`` in ``mbrl_course.envs.pixels``.
 
-Importing this package registers ``mbrl_course/CartPoleSwingUp-v0`` with gymnasium.
+Importing this package registers ``mbrl_course/CartPoleSwingUp-v0`` with gymnasium and chooses the
+OpenGL backend MuJoCo renders with (:func:`choose_gl_backend`), before anything imports mujoco.
 
 >>> import torch
 >>> from mbrl_course.envs import make_env, reward_fn
@@ -48,7 +49,10 @@ from mbrl_course.envs.pixels import (
     make_pixel_env,
     render_frame,
 )
-from mbrl_course.envs.registry import SUPPORTED_ENVS, check_bounded_box_actions, make_env
+from mbrl_course.envs.registry import MUJOCO_ENVS, SUPPORTED_ENVS, check_bounded_box_actions, make_env
+from mbrl_course.envs.rendering import GLBackend, RenderingUnavailableWarning, choose_gl_backend
+
+choose_gl_backend()  # mujoco reads MUJOCO_GL once, at its import: choose before any env imports it
 
 if CARTPOLE_SWINGUP_ID not in gym.registry:
     gym.register(
@@ -61,17 +65,21 @@ __all__ = [
     "CARTPOLE_SWINGUP_ID",
     "CARTPOLE_SWINGUP_MAX_EPISODE_STEPS",
     "DEFAULT_ACTION_REPEAT",
+    "MUJOCO_ENVS",
     "PIXEL_ENV_IDS",
     "SUPPORTED_ENVS",
     "CartPoleSwingUpEnv",
     "CartPoleSwingUpParams",
     "DynamicsFn",
     "EnvFunctions",
+    "GLBackend",
     "PixelObservation",
+    "RenderingUnavailableWarning",
     "RewardFn",
     "TerminationFn",
     "cartpole_step",
     "check_bounded_box_actions",
+    "choose_gl_backend",
     "draw_cartpole",
     "draw_cartpole_frame",
     "draw_pendulum",
