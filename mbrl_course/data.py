@@ -89,8 +89,117 @@ def _random_perm(n: int, generator: torch.Generator | None, device: torch.device
     return torch.randperm(n, generator=generator, device=where).to(device)
 
 
-class ReplayBuffer:
+def _validated(name: str, value: Any, shape: tuple[int | str, ...], dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """``value`` as a detached ``dtype`` tensor of ``shape`` on ``device``, or an error naming ``name``.
+
+    ``dtype`` bool: flags, a bool or a number (nonzero is True). Floating: finite numbers. Integer
+    (uint8 pixels): whole numbers inside the dtype's range, never silently wrapped or rounded.
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach()  # D_real stores data, never a piece of an autograd graph
+    if dtype == torch.bool:
+        tensor = as_tensor(name, value, device=device)
+        check_shape(name, tensor, shape)
+        if tensor.is_floating_point():
+            check_finite(name, tensor)
+        return tensor != 0
+    tensor = as_tensor(name, value)
+    if tensor.dtype == torch.bool:
+        raise TypeError(f"{name}: expected numbers, got a bool tensor")
+    if dtype.is_floating_point:
+        tensor = tensor.to(device=device, dtype=dtype)
+        check_shape(name, tensor, shape)
+        check_finite(name, tensor)
+        return tensor
+    check_shape(name, tensor, shape)
+    check_finite(name, tensor)
+    if tensor.dtype != dtype and tensor.numel():
+        if tensor.is_floating_point() and not bool((tensor == tensor.round()).all()):
+            raise ValueError(f"{name}: expected whole numbers for {dtype} storage, got fractions")
+        info, low, high = torch.iinfo(dtype), tensor.min().item(), tensor.max().item()
+        if low < info.min or high > info.max:
+            raise ValueError(f"{name}: expected values in [{info.min}, {info.max}] for {dtype} storage, "
+                             f"got values in [{low}, {high}]")
+    return tensor.to(device=device, dtype=dtype)
+
+
+class _TransitionSampling:
+    """Minibatches, splits and bootstraps of single transitions, shared by the two buffers.
+
+    A subclass provides ``device``, ``__len__`` and ``batch(indices, check=...)``, whose indices run
+    over ``0 .. len(self) - 1``; everything here draws such indices.
+    """
+
+    device: torch.device
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, indices: torch.Tensor, *, check: bool = True) -> Batch:
+        raise NotImplementedError
+
+    def _require(self, n: int = 1) -> None:
+        if len(self) < n:
+            raise ValueError(f"buffer: needs at least {n} transition(s), holds {len(self)}")
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """A minibatch of ``batch_size`` transitions drawn uniformly with replacement from D_real."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        self._require()
+        return self.batch(_random_ints(len(self), (batch_size,), generator, self.device))
+
+    def split(
+        self, val_fraction: float, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random partition of the indices ``0 .. len - 1`` into (train, validation) index tensors.
+
+        The validation part has round(val_fraction · len) indices, and at least one whenever
+        ``val_fraction > 0`` and the buffer holds two or more transitions; the training part is
+        never empty.
+        """
+        val_fraction = check_positive_float("val_fraction", val_fraction, allow_zero=True)
+        if val_fraction >= 1:
+            raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction}")
+        self._require()
+        n = len(self)
+        n_val = int(round(val_fraction * n))
+        if val_fraction > 0 and n >= 2:
+            n_val = max(n_val, 1)
+        n_val = min(n_val, n - 1)
+        perm = _random_perm(n, generator, self.device)
+        return perm[n_val:], perm[:n_val]
+
+    def bootstrap(
+        self, num_members: int, indices: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-member bootstrap resamples of ``indices``: (K, n), each row drawn with replacement."""
+        num_members = check_positive_int("num_members", num_members)
+        indices = as_tensor("indices", indices, device=self.device)
+        check_shape("indices", indices, ("n",))
+        n = indices.shape[0]
+        if n == 0:
+            raise ValueError("indices: expected at least one index to resample, got none")
+        return indices[_random_ints(n, (num_members, n), generator, self.device)]
+
+    def _check_indices(self, indices: torch.Tensor, check: bool) -> torch.Tensor:
+        """``indices`` as an integer tensor (n,) or (K, n) on the device, in [0, len) when ``check``."""
+        indices = as_tensor("indices", indices, device=self.device)
+        if indices.dtype not in (torch.int64, torch.int32) or indices.dim() not in (1, 2):
+            raise ValueError(
+                f"indices: expected an integer tensor of shape (n,) or (K, n), got dtype {indices.dtype}, "
+                f"shape {tuple(indices.shape)}"
+            )
+        if check and indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
+            raise ValueError(f"indices: expected values in [0, {len(self)}), got values outside that range")
+        return indices
+
+
+class ReplayBuffer(_TransitionSampling):
     """D_real: transitions (i, u, g_i, i', terminated) in preallocated device tensors, a ring when full.
+
+    Each transition also keeps a ``truncated`` flag: with ``terminated`` it records where the
+    episodes end (:meth:`episode_ends`), which survives the ring's wrap and the checkpoints.
 
     Args:
         obs_dim: O, the size of a state i.
@@ -100,7 +209,7 @@ class ReplayBuffer:
         dtype: floating dtype of states, actions and rewards (``terminated`` is bool).
     """
 
-    _FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+    _FIELDS = ("obs", "action", "reward", "next_obs", "terminated")  # those of a Batch
 
     def __init__(
         self,
@@ -123,29 +232,17 @@ class ReplayBuffer:
             "reward": torch.zeros(self.capacity, device=self.device, dtype=dtype),
             "next_obs": torch.zeros(self.capacity, self.obs_dim, device=self.device, dtype=dtype),
             "terminated": torch.zeros(self.capacity, device=self.device, dtype=torch.bool),
+            "truncated": torch.zeros(self.capacity, device=self.device, dtype=torch.bool),
         }
         self._next = 0  # slot the next transition goes to
         self._size = 0
 
     # ------------------------------------------------------------------ adding
     def _validated(self, name: str, value: Any, shape: tuple[int | str, ...]) -> torch.Tensor:
-        if isinstance(value, torch.Tensor):
-            value = value.detach()  # D_real stores data, never a piece of an autograd graph
-        if name == "terminated":
-            tensor = as_tensor(name, value, device=self.device)
-            check_shape(name, tensor, shape)
-            if tensor.is_floating_point():
-                check_finite(name, tensor)
-            return tensor != 0
-        tensor = as_tensor(name, value)
-        if tensor.dtype == torch.bool:
-            raise TypeError(f"{name}: expected numbers, got a bool tensor")
-        tensor = tensor.to(device=self.device, dtype=self.dtype)
-        check_shape(name, tensor, shape)
-        check_finite(name, tensor)
-        return tensor
+        dtype = torch.bool if name in ("terminated", "truncated") else self.dtype
+        return _validated(name, value, shape, dtype, self.device)
 
-    def add(self, obs, action, reward, next_obs, terminated) -> None:
+    def add(self, obs, action, reward, next_obs, terminated, truncated=False) -> None:
         """D_real := D_real ∪ (i, u, g_i, i'): store one transition.
 
         Args:
@@ -154,6 +251,8 @@ class ReplayBuffer:
             reward: g_i, a number or shape ().
             next_obs: i', shape (O,).
             terminated: whether i' is terminal (bool or 0/1).
+            truncated: whether the episode was cut after this step without i' being terminal (a time
+                limit, an interaction budget); with ``terminated`` it marks where an episode ends.
         """
         self._store({
             "obs": self._validated("obs", obs, (self.obs_dim,))[None],
@@ -161,13 +260,15 @@ class ReplayBuffer:
             "reward": self._validated("reward", reward, ())[None],
             "next_obs": self._validated("next_obs", next_obs, (self.obs_dim,))[None],
             "terminated": self._validated("terminated", terminated, ())[None],
+            "truncated": self._validated("truncated", truncated, ())[None],
         })
 
-    def add_batch(self, obs, action, reward, next_obs, terminated) -> None:
+    def add_batch(self, obs, action, reward, next_obs, terminated, truncated=None) -> None:
         """Store B transitions at once (in the order given; the last ones win when B > capacity).
 
         Args:
             obs: (B, O). action: (B, A). reward: (B,). next_obs: (B, O). terminated: (B,).
+            truncated: (B,), or None for no cut episodes.
         """
         obs = self._validated("obs", obs, ("B", self.obs_dim))
         n = obs.shape[0]
@@ -177,6 +278,7 @@ class ReplayBuffer:
             "reward": self._validated("reward", reward, (n,)),
             "next_obs": self._validated("next_obs", next_obs, (n, self.obs_dim)),
             "terminated": self._validated("terminated", terminated, (n,)),
+            "truncated": self._validated("truncated", torch.zeros(n) if truncated is None else truncated, (n,)),
         }
         self._store(values)
 
@@ -198,70 +300,32 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self._size
 
-    def _require(self, n: int = 1) -> None:
-        if self._size < n:
-            raise ValueError(f"buffer: needs at least {n} transition(s), holds {self._size}")
-
     def batch(self, indices: torch.Tensor, *, check: bool = True) -> Batch:
         """The transitions in storage slots ``indices``: (n,) gives a plain batch, (K, n) one with a K axis.
 
         ``check=False`` skips the range check (a device sync), for training loops whose indices
         come from :meth:`split` / :meth:`bootstrap`.
         """
-        indices = as_tensor("indices", indices, device=self.device)
-        if indices.dtype not in (torch.int64, torch.int32) or indices.dim() not in (1, 2):
-            raise ValueError(
-                f"indices: expected an integer tensor of shape (n,) or (K, n), got dtype {indices.dtype}, "
-                f"shape {tuple(indices.shape)}"
-            )
-        if check and indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self._size):
-            raise ValueError(f"indices: expected slots in [0, {self._size}), got values outside that range")
-        return Batch(**{k: v[indices] for k, v in self._storage.items()})
+        indices = self._check_indices(indices, check)
+        return Batch(**{k: self._storage[k][indices] for k in self._FIELDS})
+
+    def _oldest_first(self) -> torch.Tensor:
+        """The filled slots in time order: (len,)."""
+        start = self._next if self._size == self.capacity else 0
+        return (start + torch.arange(self._size, device=self.device)) % self.capacity
 
     def all(self) -> Batch:
         """Every stored transition, oldest first: obs (len, O), ..."""
-        start = self._next if self._size == self.capacity else 0
-        order = (start + torch.arange(self._size, device=self.device)) % self.capacity
-        return Batch(**{k: v[order] for k, v in self._storage.items()})
+        return self.batch(self._oldest_first(), check=False)
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
-        """A minibatch of ``batch_size`` transitions drawn uniformly with replacement from D_real."""
-        batch_size = check_positive_int("batch_size", batch_size)
-        self._require()
-        return self.batch(_random_ints(self._size, (batch_size,), generator, self.device))
+    def episode_ends(self) -> torch.Tensor:
+        """True where a transition is the last of its episode (terminated or truncated): (len,) bool, oldest first.
 
-    def split(
-        self, val_fraction: float, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random partition of the slots into (train, validation) index tensors.
-
-        The validation part has round(val_fraction · len) slots, and at least one whenever
-        ``val_fraction > 0`` and the buffer holds two or more transitions; the training part is
-        never empty.
+        In the order of :meth:`all`: episode k runs from just after the (k-1)-th True to the k-th
+        True; the transitions after the last True belong to the episode still running.
         """
-        val_fraction = check_positive_float("val_fraction", val_fraction, allow_zero=True)
-        if val_fraction >= 1:
-            raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction}")
-        self._require()
-        n = self._size
-        n_val = int(round(val_fraction * n))
-        if val_fraction > 0 and n >= 2:
-            n_val = max(n_val, 1)
-        n_val = min(n_val, n - 1)
-        perm = _random_perm(n, generator, self.device)
-        return perm[n_val:], perm[:n_val]
-
-    def bootstrap(
-        self, num_members: int, indices: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Per-member bootstrap resamples of ``indices``: (K, n), each row drawn with replacement."""
-        num_members = check_positive_int("num_members", num_members)
-        indices = as_tensor("indices", indices, device=self.device)
-        check_shape("indices", indices, ("n",))
-        n = indices.shape[0]
-        if n == 0:
-            raise ValueError("indices: expected at least one index to resample, got none")
-        return indices[_random_ints(n, (num_members, n), generator, self.device)]
+        order = self._oldest_first()
+        return self._storage["terminated"][order] | self._storage["truncated"][order]
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -276,25 +340,36 @@ class ReplayBuffer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; with another capacity the transitions are re-added oldest first."""
+        """Restore a :meth:`state_dict`; with another capacity the transitions are re-added oldest first.
+
+        A state dict saved before buffers kept ``truncated`` loads with no episode cut (only
+        ``terminated`` marks ends there).
+        """
         for key in ("obs_dim", "act_dim"):
             if state[key] != getattr(self, key):
                 raise ValueError(f"state_dict: {key} is {state[key]}, this buffer has {getattr(self, key)}")
         size, nxt = int(state["size"]), int(state["next"])
         if state["capacity"] == self.capacity:
-            for key in self._FIELDS:
-                value = state[key].to(self.device)
-                self._storage[key][:size] = value if key == "terminated" else value.to(self.dtype)
+            for key in self._storage:
+                value = _saved(state, key, size).to(self.device)
+                self._storage[key][:size] = value if value.dtype == torch.bool else value.to(self.dtype)
             self._next, self._size = nxt, size
             return
         start = nxt if size == state["capacity"] else 0
         order = (start + torch.arange(size)) % max(size, 1)
         self._next, self._size = 0, 0
-        self.add_batch(*(state[key][order] for key in self._FIELDS))
+        self.add_batch(*(_saved(state, key, size)[order] for key in self._storage))
 
     def __repr__(self) -> str:
         return (f"ReplayBuffer(obs_dim={self.obs_dim}, act_dim={self.act_dim}, len={self._size}, "
                 f"capacity={self.capacity}, device={self.device})")
+
+
+def _saved(state: dict[str, Any], key: str, size: int) -> torch.Tensor:
+    """``state[key]``; a ``truncated`` missing from an older state dict reads as all False."""
+    if key == "truncated" and key not in state:
+        return torch.zeros(size, dtype=torch.bool)
+    return state[key]
 
 
 class Normalizer(torch.nn.Module):
