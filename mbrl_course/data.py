@@ -571,19 +571,33 @@ class EpisodeBuffer(_TransitionSampling):
         bounds = torch.tensor([*self._starts, self._total], device=self.device)
         return bounds[:-1], bounds.diff()
 
-    def _gather(self, t: torch.Tensor, episode: torch.Tensor, ends: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The fields of steps ``t`` (any shape (...), step numbers) of the stored episodes ``episode`` (...).
+    def _chunks(self, starts: torch.Tensor, lengths: torch.Tensor, episode: torch.Tensor, offset: torch.Tensor,
+                length: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Steps s .. s+L-1 (s = ``offset (B,)``) of the stored episodes ``episode (B,)``, zero past their ends.
 
-        i'_t is i_{t+1} inside the episode and the episode's kept last next observation at its
-        last step (t + 1 = end of the episode).
+        One gather of the L + 1 observations i_s .. i_{s+L} gives both i_t and i_{t+1}; at an
+        episode's last step, i_{t+1} is the episode's kept last next observation instead.
+
+        Returns:
+            the fields ``obs (B, L, *obs_shape)``, ``action (B, L, A)``, ``reward (B, L)``,
+            ``next_obs (B, L, *obs_shape)``, ``terminated (B, L)``, and ``mask (B, L)``, True on real steps.
         """
-        slot = t % self.capacity
-        fields = {key: value[slot] for key, value in self._steps.items() if key != "truncated"}
-        last = t + 1 == ends[episode]
-        following = self._steps["obs"][(t + 1) % self.capacity]
-        kept = self._last_next_obs[(self._first_episode + episode) % self.max_episodes]
-        fields["next_obs"] = torch.where(_trailing(last, following), kept, following)
-        return fields
+        n = lengths[episode]  # (B,)
+        valid = (n - offset).clamp_max(length)  # real steps in each chunk, ≥ 1
+        j = torch.arange(length + 1, device=self.device)
+        t = starts[episode, None] + torch.minimum(offset[:, None] + j, n[:, None] - 1)  # padding repeats the end
+        slots = t % self.capacity  # (B, L + 1)
+        mask = j[:-1] < valid[:, None]  # (B, L)
+        frames = _take(self._steps["obs"], slots)  # i_s .. i_{s+L}
+        fields = {key: _take(self._steps[key], slots[:, :-1]) for key in ("action", "reward", "terminated")}
+        fields |= {"obs": frames[:, :-1], "next_obs": frames[:, 1:]}
+        fields = {key: value * _trailing(mask, value) for key, value in fields.items()}  # zero padding
+        ends_here = offset + length >= n  # the chunk holds its episode's last step, at valid - 1
+        kept = _take(self._last_next_obs, (self._first_episode + episode) % self.max_episodes)  # (B, *obs_shape)
+        rows, last = torch.arange(len(episode), device=self.device), valid - 1
+        next_obs = fields["next_obs"]
+        next_obs[rows, last] = torch.where(_trailing(ends_here, kept), kept, next_obs[rows, last])
+        return fields, mask
 
     def batch(self, indices: torch.Tensor, *, check: bool = True) -> Batch:
         """Transitions ``indices`` (oldest first, in [0, len)): (n,) a plain batch, (K, n) one with a K axis.
@@ -594,9 +608,10 @@ class EpisodeBuffer(_TransitionSampling):
         """
         indices = self._check_indices(indices, check)
         starts, lengths = self._episode_bounds()
-        t = self._starts[0] + indices if self._starts else indices
-        episode = torch.searchsorted(starts, t, right=True) - 1
-        return Batch(**self._gather(t, episode, starts + lengths))
+        t = (self._starts[0] if self._starts else 0) + indices.reshape(-1).long()  # step numbers
+        episode = (torch.searchsorted(starts, t, right=True) - 1).clamp_min(0)
+        fields, _ = self._chunks(starts, lengths, episode, t - starts[episode], 1)  # chunks of one step
+        return Batch(**{key: value[:, 0].reshape(*indices.shape, *value.shape[2:]) for key, value in fields.items()})
 
     def all(self) -> Batch:
         """Every stored transition, oldest first: obs (len, *obs_shape), ..."""
@@ -637,13 +652,8 @@ class EpisodeBuffer(_TransitionSampling):
         draw = _random_ints(int(cumulative[-1]), (batch_size,), generator, self.device)  # uniform over K
         episode = torch.searchsorted(cumulative, draw, right=True)  # (B,)
         offset = draw - (cumulative[episode] - n_starts[episode])  # s: the chunk's start in its episode
-        steps = torch.arange(length, device=self.device)
-        mask = steps < (lengths[episode] - offset)[:, None]  # (B, L): inside the episode
-        ends = starts + lengths
-        t = torch.minimum(starts[episode, None] + offset[:, None] + steps, ends[episode, None] - 1)
-        fields = self._gather(t, episode[:, None].expand_as(t), ends)
-        padded = {key: torch.where(_trailing(mask, v), v, v.new_zeros(())) for key, v in fields.items()}
-        return SequenceBatch(**padded, mask=mask).to(device)
+        fields, mask = self._chunks(starts, lengths, episode, offset, length)
+        return SequenceBatch(**fields, mask=mask).to(device)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -685,6 +695,11 @@ class EpisodeBuffer(_TransitionSampling):
     def __repr__(self) -> str:
         return (f"EpisodeBuffer(obs_shape={self.obs_shape}, act_dim={self.act_dim}, len={len(self)}, "
                 f"episodes={self.episodes}, capacity={self.capacity}, device={self.device})")
+
+
+def _take(storage: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """``storage[slots]``: (..., *row) for ``slots (...)``, by ``index_select`` (far faster than fancy indexing on CPU)."""
+    return storage.index_select(0, slots.reshape(-1)).reshape(*slots.shape, *storage.shape[1:])
 
 
 def _trailing(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
