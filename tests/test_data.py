@@ -232,6 +232,71 @@ def test_state_dict_round_trip_continues_the_ring():
         ReplayBuffer(4, 2, capacity=10).load_state_dict(buffer.state_dict())
 
 
+# ---------------------------------------------------------------------- episode boundaries
+def _episodes_stream(lengths, cut):
+    """Transitions of episodes with the given lengths; episode k ends terminated, or truncated when cut[k]."""
+    rows = []
+    for k, n in enumerate(lengths):
+        for t in range(n):
+            last = t == n - 1
+            rows.append((*_transition(len(rows))[:4], last and not cut[k], last and cut[k]))
+    return rows
+
+
+def test_episode_ends_follow_terminated_and_truncated_through_the_wrap():
+    lengths, cut = [3, 1, 4, 2, 5, 3], [False, True, True, False, True, False]
+    rows = _episodes_stream(lengths, cut)
+    ends = [r[4] or r[5] for r in rows]  # the oracle: a plain list of every transition's end flag
+    capacity = 7
+    buffer = ReplayBuffer(3, 2, capacity=capacity, dtype=torch.float64)
+    for n, row in enumerate(rows, 1):
+        buffer.add(*row[:5], truncated=row[5])
+        assert buffer.episode_ends().tolist() == ends[max(0, n - capacity):n]
+    assert buffer.all().obs[:, 0].tolist() == list(range(len(rows) - capacity, len(rows)))
+    # terminated stays the env's flag: a truncated end is not terminal
+    assert buffer.all().terminated.tolist() == [r[4] for r in rows[-capacity:]]
+
+
+def test_add_batch_and_state_dicts_keep_the_boundaries():
+    rows = _episodes_stream([2, 3, 1, 4], [True, False, True, True])
+    columns = [np.stack([np.asarray(r[i]) for r in rows]) for i in range(6)]
+    buffer = ReplayBuffer(3, 2, capacity=6, dtype=torch.float64)
+    buffer.add_batch(*columns[:5], truncated=columns[5])
+    ends = [r[4] or r[5] for r in rows][-6:]
+    assert buffer.episode_ends().tolist() == ends
+    same = ReplayBuffer(3, 2, capacity=6, dtype=torch.float64)
+    same.load_state_dict(buffer.state_dict())
+    assert same.episode_ends().tolist() == ends
+    bigger = ReplayBuffer(3, 2, capacity=20, dtype=torch.float64)  # the re-adding path
+    bigger.load_state_dict(buffer.state_dict())
+    assert bigger.episode_ends().tolist() == ends
+    plain = ReplayBuffer(3, 2, capacity=6, dtype=torch.float64)
+    plain.add_batch(*columns[:5])  # no truncated given: only the terminated ends
+    assert plain.episode_ends().tolist() == [bool(r[4]) for r in rows][-6:]
+
+
+@pytest.mark.parametrize("capacity", [6, 20])
+def test_state_dict_without_truncated_from_older_buffers_still_loads(capacity):
+    buffer = _filled(9, capacity=6)
+    state = buffer.state_dict()
+    del state["truncated"]  # what a checkpoint written before episode boundaries holds
+    restored = ReplayBuffer(3, 2, capacity=capacity, dtype=torch.float64)
+    restored.load_state_dict(state)
+    for a, b in zip(vars(buffer.all()).values(), vars(restored.all()).values()):
+        assert torch.equal(a, b)
+    assert restored.episode_ends().tolist() == [t % 3 == 0 for t in range(3, 9)]  # the terminated ones
+
+
+def test_truncated_is_validated_like_terminated():
+    buffer = ReplayBuffer(3, 2, capacity=4)
+    with pytest.raises(ValueError, match=r"truncated: expected shape \(\), got \(2,\)"):
+        buffer.add(np.zeros(3), np.zeros(2), 0.0, np.zeros(3), False, truncated=[True, False])
+    with pytest.raises(ValueError, match=r"truncated: expected shape \(2,\), got \(3,\)"):
+        buffer.add_batch(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros(2), np.zeros((2, 3)), np.zeros(2),
+                         truncated=np.zeros(3))
+    assert len(buffer) == 0
+
+
 # ---------------------------------------------------------------------- normaliser
 def test_normalizer_matches_numpy_and_round_trips():
     rng = np.random.default_rng(0)
