@@ -1,6 +1,6 @@
 """Sample efficiency of PETS on Pendulum-v1, and the gap to a planner that knows the true dynamics.
 
-For each seed: ``mbrl_course.agents.train("pets", "Pendulum-v1", episodes=10)`` in the ``default``
+For each seed: ``mbrl_course.runs.train("pets", "Pendulum-v1", episodes=10)`` in the ``default``
 compute tier (1 random episode, then 9 PETS episodes of 200 steps), and the mean return over
 episodes 6–10. The "oracle" runs the same CEM planner on the env's true dynamics
 (``mbrl_course.envs.dynamics_fn``) on the same episodes (same reset seeds): the difference is
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbrl_course.agents import PETSConfig, run_episode, train
+from mbrl_course.agents import PETSConfig, run_episode
 from mbrl_course.envs import dynamics_fn, make_env, reward_fn
-from mbrl_course.planning import CEM
+from mbrl_course.runs import train
 from mbrl_course.viz import plot_learning_curves
 
 ENV = "Pendulum-v1"
@@ -37,10 +37,7 @@ class OracleAgent:
     def __init__(self, config: PETSConfig, seed: int):
         env = make_env(ENV)
         self.dynamics, self.reward = dynamics_fn(ENV), reward_fn(ENV)
-        self.planner = CEM(horizon=config.horizon, action_low=env.action_space.low,
-                           action_high=env.action_space.high, population=config.population,
-                           elites=config.elites, iterations=config.iterations, momentum=config.momentum,
-                           seed=seed, keep_history=False)
+        self.planner = config.planner.build(env.action_space.low, env.action_space.high, seed=seed)
 
     def reset(self) -> None:
         self.planner.reset()
