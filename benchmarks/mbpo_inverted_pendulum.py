@@ -36,6 +36,8 @@ import numpy as np
 import torch
 
 from mbrl_course.agents import (
+    EnsembleConfig,
+    FitConfig,
     GreedyActor,
     MBPOConfig,
     SACAgentConfig,
@@ -48,19 +50,20 @@ from mbrl_course.agents.mbpo import mbpo_loop_kwargs
 from mbrl_course.agents.sac import sac_loop_kwargs
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import make_env
+from mbrl_course.rl import SACConfig
 from mbrl_course.viz import plot_learning_curves
 
 ENV = "InvertedPendulum-v5"
 THRESHOLD = 950.0
 
+LEARNER = SACConfig(hidden_sizes=(128, 128), lr=3e-4, target_entropy=-0.05)  # the same SAC in both runs
 MBPO = MBPOConfig(
-    ensemble_size=7, num_elites=5, hidden_size=200, num_layers=4, model_every=250, model_epochs=100,
-    model_batch_size=64, rollout_every=250, rollout_batch_size=100_000, rollout_schedule=(0, 1, 1, 1),
-    sim_rounds=4, real_ratio=0.05, batch_size=256, updates_per_step=20, seed_steps=500,
-    hidden_sizes=(128, 128), lr=3e-4, target_entropy=-0.05,
+    model=EnsembleConfig(ensemble_size=7, num_elites=5, hidden_size=200, num_layers=4),
+    fit=FitConfig(epochs=100, batch_size=64), learner=LEARNER, model_every=250, rollout_every=250,
+    rollout_batch_size=100_000, rollout_schedule=(0, 1, 1, 1), sim_rounds=4, real_ratio=0.05, batch_size=256,
+    updates_per_step=20, seed_steps=500,
 )
-SAC = SACAgentConfig(hidden_sizes=(128, 128), lr=3e-4, batch_size=256, updates_per_step=1, seed_steps=500,
-                     target_entropy=-0.05)
+SAC = SACAgentConfig(learner=LEARNER, batch_size=256, updates_per_step=1, seed_steps=500)
 
 
 class Reached(Exception):
@@ -126,7 +129,7 @@ def main() -> None:
     mbpo, sac = MBPO, SAC
     if args.quick:
         args.seeds, args.mbpo_steps, args.sac_steps, args.eval_every, args.eval_episodes = [0], 1500, 1500, 500, 2
-        mbpo = replace(MBPO, rollout_batch_size=20_000, model_epochs=20)
+        mbpo = replace(MBPO, rollout_batch_size=20_000, fit=replace(MBPO.fit, epochs=20))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"MBPO: {mbpo}\nSAC: {sac}\ntorch threads: {torch.get_num_threads()}", flush=True)
 

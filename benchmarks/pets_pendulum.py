@@ -1,6 +1,6 @@
 """Sample efficiency of PETS on Pendulum-v1, and the gap to a planner that knows the true dynamics.
 
-For each seed: ``mbrl_course.agents.train("pets", "Pendulum-v1", episodes=10)`` in the ``default``
+For each seed: ``mbrl_course.runs.train("pets", "Pendulum-v1", episodes=10)`` in the ``default``
 compute tier (1 random episode, then 9 PETS episodes of 200 steps), and the mean return over
 episodes 6–10. The "oracle" runs the same CEM planner on the env's true dynamics
 (``mbrl_course.models.TrueDynamics``) on the same episodes (same reset seeds): the difference is
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from mbrl_course.agents import MPCAgent, PETSConfig, run_episode, train
+from mbrl_course.agents import MPCAgent, PETSConfig, run_episode
 from mbrl_course.envs import make_env, reward_fn, termination_fn
 from mbrl_course.models import TrueDynamics
-from mbrl_course.planning import CEM
+from mbrl_course.runs import train
 from mbrl_course.viz import plot_learning_curves
 
 ENV = "Pendulum-v1"
@@ -34,9 +34,7 @@ SCORED = range(5, 10)  # episodes 6-10, zero-based
 def oracle_agent(config: PETSConfig, seed: int) -> MPCAgent:
     """CEM on the true dynamics: the MPC loop's agent with f_ψ := f (``TrueDynamics``), nothing to learn."""
     env = make_env(ENV)
-    planner = CEM(horizon=config.horizon, action_low=env.action_space.low, action_high=env.action_space.high,
-                  population=config.population, elites=config.elites, iterations=config.iterations,
-                  momentum=config.momentum, seed=seed, keep_history=False)
+    planner = config.planner.build(env.action_space.low, env.action_space.high, seed=seed)
     return MPCAgent(TrueDynamics(ENV), planner, reward_fn=reward_fn(ENV), termination_fn=termination_fn(ENV))
 
 
@@ -59,7 +57,8 @@ def main() -> None:
         wall = time.perf_counter() - start
         pets = statistics.mean(rows[e]["return"] for e in SCORED)
         env = make_env(ENV)
-        oracle = statistics.mean(run_episode(env, oracle_agent(config, seed), None, episode=e, seed=seed).ret for e in SCORED)
+        oracle_mpc = oracle_agent(config, seed)
+        oracle = statistics.mean(run_episode(env, oracle_mpc, None, episode=e, seed=seed).ret for e in SCORED)
         runs[f"PETS seed {seed}"] = rows
         summary.append((seed, pets, oracle, wall))
         print(f"seed {seed}: PETS mean return ep 6-10 = {pets:.1f}; oracle (true-dynamics CEM) = {oracle:.1f}; "

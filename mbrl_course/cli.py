@@ -1,7 +1,7 @@
 """``mbrl-course``: the course's command line.
 
     mbrl-course train pets --env Pendulum-v1 --episodes 10 --seed 0 --device cpu --out runs/pets
-    mbrl-course train mbmf --env Pendulum-v1 --out runs/mbmf
+    mbrl-course train mbmf --env Pendulum-v1 --out runs/mbmf --set planner.population=2000 --set fit.epochs=30
     mbrl-course train mbpo --env InvertedPendulum-v5 --episodes 50 --out runs/mbpo   (the Dyna loop: ensemble + SAC)
     mbrl-course train sac --env InvertedPendulum-v5 --episodes 50 --out runs/sac     (SAC alone, no model)
     mbrl-course train mbmf-ft --env mbrl_course/CartPoleSwingUp-v0 --episodes 125 --out runs/mbmf-ft
@@ -31,8 +31,8 @@ def _parse_set(items: list[str]) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mbrl_course.agents import ALGORITHMS
     from mbrl_course.envs import SUPPORTED_ENVS
+    from mbrl_course.runs import ALGORITHMS
 
     parser = argparse.ArgumentParser(prog="mbrl-course", description="Model-based RL course: train, evaluate, compare.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--budget", choices=("smoke", "default", "full"), default=None,
                     help="compute tier (default: MBRL_COURSE_BUDGET, smoke under CI, else default)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config field, e.g. --set horizon=20 (repeatable)")
+                    help="override a setting of the config by its path, e.g. --set planner.horizon=20 (pets), "
+                         "--set learner.lr=3e-4 --set model.ensemble_size=7 (mbpo); repeatable")
     group = tr.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
         return 0
 
-    from mbrl_course.agents import evaluate, summarize, train
+    from mbrl_course.runs import evaluate, summarize, train
 
     if args.command == "train":
         if args.episodes < 1:

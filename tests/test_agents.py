@@ -12,15 +12,14 @@ from mbrl_course.agents import (
     MBMFConfig,
     PETSConfig,
     RandomAgent,
-    evaluate,
     make_mbmf,
     make_pets,
     mpc_loop,
     run_episode,
-    train,
 )
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import make_env
+from mbrl_course.runs import evaluate, train
 
 ENV = "Pendulum-v1"
 
@@ -57,10 +56,12 @@ def random_returns(seeds_from: int, episodes: range, steps: int) -> float:
 @pytest.mark.parametrize("algo", ["pets", "mbmf"])
 def test_agent_beats_random_policy_on_pendulum(algo, tmp_path):
     if algo == "pets":
-        overrides = dict(ensemble_size=3, hidden_size=64, num_layers=3, horizon=15, population=100, elites=10,
-                         iterations=3, particles=4, epochs=30)
+        overrides = {"model.ensemble_size": 3, "model.hidden_size": 64, "model.num_layers": 3,
+                     "planner.horizon": 15, "planner.population": 100, "planner.elites": 10,
+                     "planner.iterations": 3, "particles": 4, "fit.epochs": 30}
     else:
-        overrides = dict(hidden_sizes="128,128", horizon=15, population=400, epochs=40)
+        overrides = {"model.hidden_sizes": "128,128", "planner.horizon": 15, "planner.population": 400,
+                     "fit.epochs": 40}
     episodes, steps = 5, 150
     rows = train(algo, ENV, episodes=episodes, out=tmp_path, seed=0, tier="smoke", overrides=overrides,
                  record=False, progress=False, env_kwargs={"max_episode_steps": steps})
@@ -92,7 +93,7 @@ def test_resume_continues_the_run(tmp_path):
 
 def test_ctrl_c_keeps_checkpoint_and_data(tmp_path, monkeypatch):
     kw = dict(seed=0, tier="smoke", record=False, progress=False, env_kwargs={"max_episode_steps": 10})
-    import mbrl_course.agents.runner as runner
+    import mbrl_course.runs.runner as runner
 
     real_loop = runner.mpc_loop
 
@@ -150,7 +151,8 @@ def test_diverging_fit_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         (dict(episodes=-3), "episodes"),
         (dict(env_id="Pendulum-v9"), "Pendulum-v9"),
         (dict(overrides={"horizn": 3}), "horizn"),
-        (dict(overrides={"horizon": "abc"}), "horizon"),
+        (dict(overrides={"planner.horizon": "abc"}), "planner.horizon"),
+        (dict(overrides={"horizon": 3}), "it moved to 'planner.horizon'"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, kwargs, match):

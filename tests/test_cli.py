@@ -22,7 +22,7 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def test_train_evaluate_compare_end_to_end(tmp_path):
     out = tmp_path / "pets"
     run_cli("train", "pets", "--env", "Pendulum-v1", "--episodes", "2", "--seed", "0", "--device", "cpu",
-            "--out", str(out), "--set", "horizon=5")
+            "--out", str(out), "--set", "planner.horizon=5")
     for name in ("returns.csv", "learning_curve.png", "checkpoint.pt", "rollout.gif"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "returns.csv") as fh:
@@ -52,6 +52,8 @@ def test_train_evaluate_compare_end_to_end(tmp_path):
         (["train", "pets", "--env", "CartPole-v1"], "invalid choice: 'CartPole-v1'"),
         (["train", "pets", "--episodes", "0"], "--episodes"),
         (["train", "pets", "--set", "horizon"], "KEY=VALUE"),
+        (["train", "mbpo", "--set", "ensemble_size=7"], "it moved to 'model.ensemble_size'"),
+        (["train", "mbpo", "--set", "learner.lr=fast"], "learner.lr expects a number"),
         (["evaluate", "/nonexistent/run"], "checkpoint.pt"),
     ],
 )

@@ -18,13 +18,11 @@ from mbrl_course.agents import (
     MBPOConfig,
     RandomAgent,
     dyna_loop,
-    evaluate,
     imagine_rollouts,
     make_mbpo,
     mbmf_ft_loop,
     rollout_length,
     run_episode,
-    train,
 )
 from mbrl_course.agents.mbpo import mbpo_loop_kwargs
 from mbrl_course.cli import main
@@ -33,6 +31,7 @@ from mbrl_course.envs import make_env, termination_fn
 from mbrl_course.envs.functions import never_terminates
 from mbrl_course.models import GaussianEnsemble
 from mbrl_course.rl import PPO, SAC, PolicySample, PPOConfig, SACConfig
+from mbrl_course.runs import evaluate, train
 
 F64 = torch.float64
 
@@ -257,9 +256,8 @@ class LinearExpert:
 
 def test_dagger_grows_its_data_set_with_expert_labels_of_the_visited_states():
     env = make_env("Pendulum-v1", max_episode_steps=30)
-    config = MBMFFTConfig(bc_steps=300, policy_hidden_sizes=(32,), episodes_per_update=1, ppo_epochs=1,
-                          value_warmup_epochs=1)
-    ppo = PPO(3, env.action_space.low, env.action_space.high, PPOConfig(hidden_sizes=(32,)), seed=0)
+    config = MBMFFTConfig(bc_steps=300, episodes_per_update=1, value_warmup_epochs=1)
+    ppo = PPO(3, env.action_space.low, env.action_space.high, PPOConfig(hidden_sizes=(32,), init_log_std=-1.5), seed=0)
     expert = LinearExpert()
     agent = MBMFFineTuner(expert, ppo, config, seed=0)
     buffer = ReplayBuffer(3, 1)
@@ -286,7 +284,7 @@ def test_dagger_grows_its_data_set_with_expert_labels_of_the_visited_states():
 
 def test_mbmf_ft_warns_when_the_run_ends_before_ppo_starts():
     env = make_env("Pendulum-v1", max_episode_steps=10)
-    config = MBMFFTConfig(bc_steps=10, policy_hidden_sizes=(8,))
+    config = MBMFFTConfig(bc_steps=10)
     ppo = PPO(3, env.action_space.low, env.action_space.high, PPOConfig(hidden_sizes=(8,)), seed=0)
     agent = MBMFFineTuner(LinearExpert(), ppo, config, seed=0)
     with pytest.warns(UserWarning, match="ends before PPO starts"):
@@ -357,7 +355,7 @@ def test_command_line_trains_dyna_agents_and_mbmf_ft_end_to_end(tmp_path, monkey
     runs = {  # (rollout.gif costs seconds to write: one run records it)
         "mbpo": ["--set", "updates_per_step=2", "--set", "rollout_every=100"],
         "sac": ["--no-render"],
-        "mbmf-ft": ["--set", "mpc_episodes=2", "--set", "dagger_iterations=1", "--set", "population=50",
+        "mbmf-ft": ["--set", "mpc_episodes=2", "--set", "dagger_iterations=1", "--set", "expert.planner.population=50",
                     "--no-render"],
     }
     for algo, extra in runs.items():
@@ -390,7 +388,7 @@ def test_command_line_reports_a_diverging_run(tmp_path, monkeypatch, capsys):
     def diverged(*args, **kwargs):
         raise FloatingPointError("SAC: a loss became NaN/inf -- the last good checkpoint is kept in x")
 
-    monkeypatch.setattr("mbrl_course.agents.train", diverged)
+    monkeypatch.setattr("mbrl_course.runs.train", diverged)
     assert main(["train", "sac", "--env", "Pendulum-v1", "--out", str(tmp_path), "--quiet"]) == 1
     assert "last good checkpoint" in capsys.readouterr().err
 

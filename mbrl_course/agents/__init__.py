@@ -7,9 +7,18 @@
   policy-iteration-algo on it. MBPO (:func:`make_mbpo`: ensemble + SAC) and SAC alone
   (:func:`make_sac`: no model) are two choices of model and learner for it.
 - :func:`mbmf_ft_loop` — MBMF's hand-over: the MPC controller, cloned into a policy by DAgger, fine-tuned by PPO.
-- :func:`train` / :func:`evaluate` — runs on disk, as the ``mbrl-course`` command line uses them.
+- :mod:`~mbrl_course.agents.configs` — the parts the agents' configs are composed of (model, fit, planner).
+
+Runs on disk (``train``, ``evaluate``: CSVs, checkpoints, figures) live a layer above, in :mod:`mbrl_course.runs`.
 """
 
+from mbrl_course.agents.configs import (
+    CEMConfig,
+    DeltaMLPConfig,
+    EnsembleConfig,
+    FitConfig,
+    RandomShootingConfig,
+)
 from mbrl_course.agents.dyna import (
     DynaAgent,
     GreedyActor,
@@ -21,16 +30,32 @@ from mbrl_course.agents.dyna import (
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFineTuner, MBMFFTConfig, PolicyRecorder, make_mbmf_ft, mbmf_ft_loop
 from mbrl_course.agents.mbpo import MBPOConfig, make_mbpo
-from mbrl_course.agents.mpc import Agent, EpisodeResult, MPCAgent, RandomAgent, mpc_loop, run_episode
+from mbrl_course.agents.mpc import (
+    Agent,
+    CheckpointableAgent,
+    EpisodeResult,
+    MPCAgent,
+    RandomAgent,
+    mpc_loop,
+    run_episode,
+)
 from mbrl_course.agents.pets import PETSConfig, make_pets
-from mbrl_course.agents.runner import ALGORITHMS, evaluate, load_run, make_config, summarize, train
 from mbrl_course.agents.sac import SACAgentConfig, make_sac
 
 __all__ = [
-    "Agent", "EpisodeResult", "MPCAgent", "RandomAgent", "mpc_loop", "run_episode",
+    "Agent", "CheckpointableAgent", "EpisodeResult", "MPCAgent", "RandomAgent", "mpc_loop", "run_episode",
     "PETSConfig", "make_pets", "MBMFConfig", "make_mbmf",
     "DynaAgent", "GreedyActor", "Rollouts", "dyna_loop", "imagine_rollouts", "rollout_length",
     "MBPOConfig", "make_mbpo", "SACAgentConfig", "make_sac",
     "MBMFFTConfig", "MBMFFineTuner", "PolicyRecorder", "make_mbmf_ft", "mbmf_ft_loop",
-    "ALGORITHMS", "make_config", "train", "evaluate", "load_run", "summarize",
+    "EnsembleConfig", "DeltaMLPConfig", "FitConfig", "CEMConfig", "RandomShootingConfig",
 ]
+
+_MOVED_TO_RUNS = ("ALGORITHMS", "make_config", "train", "evaluate", "load_run", "summarize")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_RUNS:  # the names of runs on disk, which lived here before mbrl_course.runs
+        raise ImportError(f"mbrl_course.agents.{name} moved to mbrl_course.runs: "
+                          f"write `from mbrl_course.runs import {name}`")
+    raise AttributeError(f"module 'mbrl_course.agents' has no attribute {name!r}")

@@ -13,67 +13,51 @@ MBMF comes with the Dyna loop.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 import torch
 
+from mbrl_course.agents.configs import DeltaMLPConfig, FitConfig, RandomShootingConfig
 from mbrl_course.agents.mpc import MPCAgent
 from mbrl_course.budget import Tier, by_budget
 from mbrl_course.envs import reward_fn, termination_fn
-from mbrl_course.models import DeltaMLP
-from mbrl_course.planning import RandomShooting
 
 
 @dataclass
 class MBMFConfig:
-    """Hyperparameters of MBMF's model-based controller. :meth:`for_budget` gives the tier's defaults."""
+    """Hyperparameters of MBMF's model-based controller (defaults: the paper's). :meth:`for_budget` gives the tier's."""
 
-    hidden_sizes: tuple[int, ...] = (500, 500)
-    """Hidden layer widths of f_ψ (the paper's 2 × 500)."""
-    horizon: int = 20
-    """H, the planning horizon in env steps."""
-    population: int = 4096
-    """N, random action sequences per planned action."""
+    model: DeltaMLPConfig = field(default_factory=DeltaMLPConfig)
+    """f_ψ, the delta network."""
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=60, batch_size=64, weight_decay=0.0))
+    """Each refit of f_ψ (minibatches of 64: D_real holds only a few thousand transitions)."""
+    planner: RandomShootingConfig = field(default_factory=RandomShootingConfig)
+    """Random shooting over action sequences."""
     seed_episodes: int = 1
     """Episodes of random actions that seed D_real."""
-    epochs: int = 60
-    """Maximum training epochs per model refit."""
-    batch_size: int = 64
-    """Minibatch size for model training (small: D_real holds only a few thousand transitions)."""
-    lr: float = 1e-3
-    """Adam learning rate of the model."""
-    weight_decay: float = 0.0
-    """Adam weight decay of the model."""
-    patience: int = 5
-    """Epochs without holdout improvement before early stopping."""
 
     @classmethod
     def for_budget(cls, tier: Tier | None = None) -> MBMFConfig:
-        """The config of a compute tier (``budget()`` when ``tier`` is None)."""
+        """The config of a compute tier (``budget()`` when ``tier`` is None): the paper's, smaller."""
+        paper = cls()
         return by_budget(
-            smoke=cls(hidden_sizes=(64, 64), horizon=8, population=200, epochs=5),
-            default=cls(hidden_sizes=(256, 256), horizon=15, population=1000, epochs=30),
-            full=cls(),
+            smoke=cls(model=DeltaMLPConfig(hidden_sizes=(64, 64)), fit=replace(paper.fit, epochs=5),
+                      planner=RandomShootingConfig(horizon=8, population=200)),
+            default=cls(model=DeltaMLPConfig(hidden_sizes=(256, 256)), fit=replace(paper.fit, epochs=30),
+                        planner=RandomShootingConfig(horizon=15, population=1000)),
+            full=paper,
             tier=tier,
         )
 
 
 def make_mbmf(env: gym.Env, env_id: str, config: MBMFConfig, *, device="cpu", seed: int | None = 0) -> MPCAgent:
     """Build MBMF's MPC controller for ``env``: delta MLP f_ψ + random shooting."""
-    obs_dim = env.observation_space.shape[0]
-    act_dim = env.action_space.shape[0]
     if seed is not None:
         torch.manual_seed(seed)
-    model = DeltaMLP(obs_dim, act_dim, hidden_sizes=tuple(config.hidden_sizes), device=device)
-    planner = RandomShooting(
-        horizon=config.horizon, action_low=env.action_space.low, action_high=env.action_space.high,
-        population=config.population, device=device, seed=seed, keep_history=False,
-    )
+    model = config.model.build(env.observation_space.shape[0], env.action_space.shape[0], device=device)
+    planner = config.planner.build(env.action_space.low, env.action_space.high, device=device, seed=seed)
     return MPCAgent(
         model, planner, reward_fn=reward_fn(env_id), termination_fn=termination_fn(env_id),
-        particles=1, propagation="ts_inf",
-        fit_kwargs=dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                        weight_decay=config.weight_decay, patience=config.patience),
-        device=device, seed=seed,
+        particles=1, propagation="ts_inf", fit_kwargs=config.fit.kwargs(), device=device, seed=seed,
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -43,9 +43,11 @@ __all__ = ["MBMFFTConfig", "MBMFFineTuner", "PolicyRecorder", "make_mbmf_ft", "m
 
 
 @dataclass
-class MBMFFTConfig(MBMFConfig):
-    """MBMF's controller (the :class:`MBMFConfig` fields) and its hand-over to a model-free policy."""
+class MBMFFTConfig:
+    """MBMF's MPC expert (an :class:`MBMFConfig`), its hand-over to a policy by DAgger, and PPO's fine-tuning."""
 
+    expert: MBMFConfig = field(default_factory=MBMFConfig)
+    """Phase 1's MPC controller (delta MLP + random shooting), the DAgger expert after it."""
     mpc_episodes: int = 10
     """Phase 1: episodes of the MPC controller, the seed episodes included."""
     dagger_iterations: int = 5
@@ -56,46 +58,30 @@ class MBMFFTConfig(MBMFConfig):
     """Minibatch size of behaviour cloning."""
     bc_lr: float = 1e-3
     """Adam learning rate of behaviour cloning."""
-    policy_hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of π_θ's mean network and of PPO's V_φ."""
-    policy_log_std: float = -1.5
-    """log σ of π_θ (normalised action units) when PPO takes over: its exploration noise."""
+    learner: PPOConfig = field(default_factory=lambda: PPOConfig(
+        hidden_sizes=(64, 64), gamma=0.95, gae_lambda=0.95, lr=3e-4, epochs=10, minibatch_size=256, clip=0.2,
+        target_kl=0.02, init_log_std=-1.5, reward_scale=0.1))
+    """Phase 3's PPO: π_θ (cloned in phase 2) and V_φ have its ``hidden_sizes``; its ``init_log_std`` is π_θ's
+    log σ once cloned (the exploration noise); γ = 0.95, an effective horizon of ~20 steps (with 0.99 PPO's
+    score on Pendulum swung by hundreds from one update to the next); rewards scaled by 0.1 for V_φ's targets.
+    The settings were chosen on Pendulum and the cart-pole swing-up (the runs are in benchmarks/RESULTS.md)."""
     episodes_per_update: int = 8
-    """Phase 3: real episodes per PPO update (the PPO settings were chosen on Pendulum and the cart-pole
-    swing-up; the runs that chose them are in benchmarks/RESULTS.md)."""
-    ppo_epochs: int = 10
-    """PPO passes over each batch."""
-    ppo_minibatch_size: int = 256
-    """PPO minibatch size (env steps)."""
-    ppo_lr: float = 3e-4
-    """PPO's Adam learning rate."""
-    ppo_clip: float = 0.2
-    """PPO's ratio clipping ε."""
-    ppo_target_kl: float = 0.02
-    """PPO stops an update's epochs once the approximate KL(π_old ‖ π_θ) passes this (0: never)."""
-    gamma: float = 0.95
-    """Discount γ of PPO's returns (0.95: an effective horizon of ~20 steps; with 0.99 PPO's score on
-    Pendulum swung by hundreds from one update to the next)."""
-    gae_lambda: float = 0.95
-    """λ of PPO's advantages."""
-    reward_scale: float = 0.1
-    """Rewards are multiplied by this for PPO's value targets."""
+    """Phase 3: real episodes per PPO update."""
     value_warmup_epochs: int = 30
     """Epochs of fitting V_φ alone on the first PPO batch, before the first policy update."""
 
     @classmethod
     def for_budget(cls, tier: Tier | None = None) -> MBMFFTConfig:
-        """The config of a compute tier (``budget()`` when ``tier`` is None)."""
+        """The config of a compute tier (``budget()`` when ``tier`` is None); the expert is MBMF's of that tier."""
+        expert, paper = MBMFConfig.for_budget(tier), cls()
         return by_budget(
-            smoke=cls(hidden_sizes=(64, 64), horizon=8, population=200, epochs=5, mpc_episodes=2,
-                      dagger_iterations=1, bc_steps=200, episodes_per_update=1, ppo_epochs=2,
-                      value_warmup_epochs=5),
+            smoke=cls(expert=expert, mpc_episodes=2, dagger_iterations=1, bc_steps=200,
+                      learner=replace(paper.learner, epochs=2), episodes_per_update=1, value_warmup_epochs=5),
             # 15 MPC episodes: on the cart-pole swing-up, 5 leave the MPC far from its plateau (a score of
             # 14 of 100 against 57-64 after 15); 10 DAgger iterations let the clone keep the MPC's score
             # (6 lost 14 points). Measured in benchmarks/mbmf_finetune.py.
-            default=cls(hidden_sizes=(256, 256), horizon=15, population=1000, epochs=30, mpc_episodes=15,
-                        dagger_iterations=10, bc_steps=1000),
-            full=cls(),
+            default=cls(expert=expert, mpc_episodes=15, dagger_iterations=10, bc_steps=1000),
+            full=replace(paper, expert=expert),
             tier=tier,
         )
 
@@ -158,7 +144,7 @@ class MBMFFineTuner:
         expert: MBMF's MPC controller (an :class:`~mbrl_course.agents.MPCAgent`, or any agent with
             ``act``, ``reset`` and ``update(buffer)``).
         ppo: the fine-tuner, whose ``policy`` is the policy DAgger clones into.
-        config: :class:`MBMFFTConfig` (behaviour cloning and PPO settings).
+        config: :class:`MBMFFTConfig` (behaviour cloning and the PPO schedule; PPO itself has its own config).
         seed: seeds the behaviour-cloning minibatches.
     """
 
@@ -209,7 +195,7 @@ class MBMFFineTuner:
                             for s in states])
 
     def fit_policy(self) -> torch.Tensor:
-        """θ := argmin_θ mean_{D_bc} ‖m_θ(i) − ũ*‖² by ``bc_steps`` Adam steps; σ := exp(policy_log_std).
+        """θ := argmin_θ mean_{D_bc} ‖m_θ(i) − ũ*‖² by ``bc_steps`` Adam steps; σ := exp(PPO's init_log_std).
 
         Returns the last minibatch's loss.
         """
@@ -228,7 +214,7 @@ class MBMFFineTuner:
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            self.policy.log_std.fill_(cfg.policy_log_std)
+            self.policy.log_std.fill_(self.ppo.config.init_log_std)
         self.cloned = True
         if not bool(torch.isfinite(loss)):
             raise FloatingPointError("behaviour cloning: the loss became NaN/inf; the run stopped")
@@ -252,11 +238,7 @@ class MBMFFineTuner:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """PPO (policy, V_φ, optimiser), the expert's model and generators, D_bc, the pending PPO episodes."""
-        expert = {}
-        if self.model is not None:
-            expert = {"model": self.model.state_dict(), "generator": self.expert.generator.get_state(),
-                      "fit_generator": self.expert.fit_generator.get_state(),
-                      "planner": self.expert.planner.generator.get_state()}
+        expert = self.expert.state_dict() if self.model is not None else {}
         return {"ppo": self.ppo.state_dict(), "expert": expert, "bc_obs": self.bc_obs.clone(),
                 "bc_actions": self.bc_actions.clone(), "generator": self.generator.get_state(), "cloned": self.cloned,
                 "pending": [vars(p).copy() for p in self.pending]}
@@ -265,11 +247,7 @@ class MBMFFineTuner:
         """Restore a :meth:`state_dict`."""
         self.ppo.load_state_dict(state["ppo"])
         if self.model is not None and state["expert"]:
-            self.model.load_state_dict(state["expert"]["model"])
-            self.model.eval()
-            self.expert.generator.set_state(state["expert"]["generator"])
-            self.expert.fit_generator.set_state(state["expert"]["fit_generator"])
-            self.expert.planner.generator.set_state(state["expert"]["planner"])
+            self.expert.load_state_dict(state["expert"])
         self.bc_obs = state["bc_obs"].to(self.device)
         self.bc_actions = state["bc_actions"].to(self.device)
         self.generator.set_state(state["generator"])
@@ -281,13 +259,8 @@ def make_mbmf_ft(env: gym.Env, env_id: str, config: MBMFFTConfig, *, device="cpu
                  seed: int | None = 0) -> MBMFFineTuner:
     """Build MBMF with fine-tuning for ``env``: the MPC expert of :func:`make_mbmf`, a Gaussian π_θ and PPO."""
     check_bounded_box_actions(env)
-    expert = make_mbmf(env, env_id, config, device=device, seed=seed)
-    ppo_config = PPOConfig(hidden_sizes=tuple(config.policy_hidden_sizes), gamma=config.gamma,
-                           gae_lambda=config.gae_lambda, lr=config.ppo_lr, epochs=config.ppo_epochs,
-                           minibatch_size=config.ppo_minibatch_size, clip=config.ppo_clip,
-                           init_log_std=config.policy_log_std, reward_scale=config.reward_scale,
-                           target_kl=config.ppo_target_kl or None)
-    ppo = PPO(env.observation_space.shape[0], env.action_space.low, env.action_space.high, ppo_config,
+    expert = make_mbmf(env, env_id, config.expert, device=device, seed=seed)
+    ppo = PPO(env.observation_space.shape[0], env.action_space.low, env.action_space.high, config.learner,
               device=device, seed=seed)
     return MBMFFineTuner(expert, ppo, config, seed=seed)
 
@@ -359,5 +332,5 @@ def mbmf_ft_loop(
 
 def mbmf_ft_loop_kwargs(config: MBMFFTConfig) -> dict:
     """The phases of :func:`mbmf_ft_loop` for a config."""
-    return dict(seed_episodes=config.seed_episodes, mpc_episodes=config.mpc_episodes,
+    return dict(seed_episodes=config.expert.seed_episodes, mpc_episodes=config.mpc_episodes,
                 dagger_iterations=config.dagger_iterations)

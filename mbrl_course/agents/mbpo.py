@@ -16,15 +16,15 @@ real transitions (the paper's 0.05) and the rest imagined.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 import torch
 
+from mbrl_course.agents.configs import EnsembleConfig, FitConfig
 from mbrl_course.agents.dyna import DynaAgent, check_schedule
 from mbrl_course.budget import Tier, by_budget
 from mbrl_course.envs import check_bounded_box_actions, reward_fn, termination_fn
-from mbrl_course.models import GaussianEnsemble
 from mbrl_course.rl import SAC, SACConfig
 
 
@@ -32,30 +32,16 @@ from mbrl_course.rl import SAC, SACConfig
 class MBPOConfig:
     """Hyperparameters of MBPO (defaults: the paper's). :meth:`for_budget` gives the tier's defaults."""
 
-    ensemble_size: int = 7
-    """K, Gaussian MLPs in the ensemble."""
-    num_elites: int = 5
-    """Members with the best holdout error; only they imagine."""
-    hidden_size: int = 200
-    """Width of each member's hidden layers."""
-    num_layers: int = 4
-    """Hidden layers per member."""
+    model: EnsembleConfig = field(default_factory=lambda: EnsembleConfig(ensemble_size=7, num_elites=5))
+    """f_ψ, the probabilistic ensemble over the state change and the reward; only its elites imagine."""
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=100))
+    """Each refit of f_ψ (holdout early stopping usually ends it before ``epochs``)."""
+    learner: SACConfig = field(default_factory=SACConfig)
+    """The policy-iteration-algo, SAC (its target entropy is per action dimension)."""
     learned_reward: bool = True
     """Imagined rewards from f_ψ (MBPO); False: the env's reward function g(i, u, i')."""
     model_every: int = 250
     """F: refit f_ψ every F env steps."""
-    model_epochs: int = 100
-    """Most epochs per refit (holdout early stopping usually ends sooner)."""
-    model_max_updates: int = 0
-    """Most gradient steps per refit (0: no limit)."""
-    model_batch_size: int = 256
-    """Minibatch size of model training (per member)."""
-    model_lr: float = 1e-3
-    """Adam learning rate of f_ψ."""
-    model_weight_decay: float = 5e-5
-    """L2 penalty on f_ψ's weights."""
-    model_patience: int = 5
-    """Epochs without holdout improvement before a refit stops."""
     rollout_every: int = 250
     """Imagine K rollouts every this many env steps."""
     rollout_batch_size: int = 100_000
@@ -72,35 +58,26 @@ class MBPOConfig:
     """G, SAC updates per env step."""
     seed_steps: int = 5000
     """Env steps of uniform random actions that seed D_real before learning starts."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths of SAC's actor and critics."""
-    gamma: float = 0.99
-    """SAC's discount γ."""
-    tau: float = 0.005
-    """SAC's target-network rate τ."""
-    lr: float = 3e-4
-    """SAC's Adam learning rate (actor, critics and α)."""
-    init_alpha: float = 1.0
-    """SAC's initial temperature α (tuned towards the target entropy)."""
-    target_entropy: float = -1.0
-    """H̄ per action dimension: α is tuned towards an entropy of target_entropy · A (SAC: −1)."""
 
     def __post_init__(self) -> None:
         self.rollout_schedule = check_schedule(self.rollout_schedule)
 
     @classmethod
     def for_budget(cls, tier: Tier | None = None) -> MBPOConfig:
-        """The config of a compute tier (``budget()`` when ``tier`` is None)."""
+        """The config of a compute tier (``budget()`` when ``tier`` is None): the paper's, smaller."""
+        paper = cls()
         return by_budget(
-            smoke=cls(ensemble_size=3, num_elites=2, hidden_size=64, num_layers=2, model_every=100,
-                      model_epochs=40, model_max_updates=1000, model_batch_size=32, rollout_every=50,
-                      rollout_batch_size=400, rollout_schedule=(0, 1, 1, 1), sim_rounds=8, batch_size=128,
-                      updates_per_step=10, seed_steps=200, hidden_sizes=(64, 64), lr=1e-3),
-            default=cls(ensemble_size=5, num_elites=4, hidden_size=200, num_layers=3, model_every=250,
-                        model_epochs=50, model_max_updates=2000, model_batch_size=64, rollout_every=250,
-                        rollout_batch_size=10_000, rollout_schedule=(0, 1, 1, 1), sim_rounds=4,
-                        updates_per_step=10, seed_steps=1000, hidden_sizes=(128, 128)),
-            full=cls(),
+            smoke=cls(model=EnsembleConfig(ensemble_size=3, num_elites=2, hidden_size=64, num_layers=2),
+                      fit=replace(paper.fit, epochs=40, max_updates=1000, batch_size=32),
+                      learner=replace(paper.learner, hidden_sizes=(64, 64), lr=1e-3),
+                      model_every=100, rollout_every=50, rollout_batch_size=400, rollout_schedule=(0, 1, 1, 1),
+                      sim_rounds=8, batch_size=128, updates_per_step=10, seed_steps=200),
+            default=cls(model=EnsembleConfig(ensemble_size=5, num_elites=4, hidden_size=200, num_layers=3),
+                        fit=replace(paper.fit, epochs=50, max_updates=2000, batch_size=64),
+                        learner=replace(paper.learner, hidden_sizes=(128, 128)),
+                        model_every=250, rollout_every=250, rollout_batch_size=10_000, rollout_schedule=(0, 1, 1, 1),
+                        sim_rounds=4, updates_per_step=10, seed_steps=1000),
+            full=paper,
             tier=tier,
         )
 
@@ -108,31 +85,18 @@ class MBPOConfig:
 def make_mbpo(env: gym.Env, env_id: str, config: MBPOConfig, *, device="cpu", seed: int | None = 0) -> DynaAgent:
     """Build MBPO for ``env``: ensemble f_ψ + SAC + the env's termination function, as a :class:`DynaAgent`."""
     check_bounded_box_actions(env)
-    obs_dim = env.observation_space.shape[0]
-    act_dim = env.action_space.shape[0]
     if seed is not None:
         torch.manual_seed(seed)
-    model = GaussianEnsemble(
-        obs_dim, act_dim, ensemble_size=config.ensemble_size, hidden_size=config.hidden_size,
-        num_layers=config.num_layers, num_elites=config.num_elites, predict_reward=True, device=device,
-    )
-    learner = SAC(obs_dim, env.action_space.low, env.action_space.high,
-                  SACConfig(hidden_sizes=tuple(config.hidden_sizes), gamma=config.gamma, tau=config.tau,
-                            actor_lr=config.lr, critic_lr=config.lr, alpha_lr=config.lr,
-                            init_alpha=config.init_alpha,
-                            target_entropy=config.target_entropy * env.action_space.shape[0]),
+    model = config.model.build(env.observation_space.shape[0], env.action_space.shape[0], device=device)
+    learner = SAC(env.observation_space.shape[0], env.action_space.low, env.action_space.high, config.learner,
                   device=device, seed=seed)
-    fit_kwargs = dict(epochs=config.model_epochs, batch_size=config.model_batch_size, lr=config.model_lr,
-                      weight_decay=config.model_weight_decay, patience=config.model_patience)
-    if config.model_max_updates:
-        fit_kwargs["max_updates"] = config.model_max_updates
     return DynaAgent(
         learner, model,
         reward_fn=None if config.learned_reward else reward_fn(env_id),
         termination_fn=termination_fn(env_id),
         batch_size=config.batch_size, real_ratio=config.real_ratio,
         rollout_batch_size=config.rollout_batch_size, rollout_schedule=config.rollout_schedule,
-        sim_rounds=config.sim_rounds, fit_kwargs=fit_kwargs, propagation="ts1", members="elites",
+        sim_rounds=config.sim_rounds, fit_kwargs=config.fit.kwargs(), propagation="ts1", members="elites",
         sample_reward=True, device=device, seed=seed,
     )
 

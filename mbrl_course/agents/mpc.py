@@ -43,6 +43,20 @@ class Agent(Protocol):
     def update(self, buffer: ReplayBuffer) -> Any: ...
 
 
+class CheckpointableAgent(Agent, Protocol):
+    """What a run on disk (:mod:`mbrl_course.runs`) needs from every named agent, besides acting."""
+
+    def evaluation_actor(self) -> Agent:
+        """The agent that evaluation episodes use (a policy's mean action, or the controller itself)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: networks, optimisers and the agent's random generators."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 class RandomAgent:
     """Uniform random actions in the env's Box: the episodes that seed D_real."""
 
@@ -125,6 +139,23 @@ class MPCAgent:
         self.last_fit = fit_model(self.model, buffer, generator=self.fit_generator, **self.fit_kwargs)
         self.model.eval()
         return self.last_fit
+
+    def evaluation_actor(self) -> MPCAgent:
+        """The agent that evaluation episodes use: the controller itself."""
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """f_ψ's parameters and the generators of the model noise, the fit and the planner."""
+        return {"model": self.model.state_dict(), "generator": self.generator.get_state(),
+                "fit_generator": self.fit_generator.get_state(), "planner": self.planner.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.generator.set_state(state["generator"])
+        self.fit_generator.set_state(state["fit_generator"])
+        self.planner.generator.set_state(state["planner"])
 
 
 @dataclass

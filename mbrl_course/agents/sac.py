@@ -6,7 +6,7 @@ The model-free baseline MBPO is measured against: the same :class:`mbrl_course.r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 
@@ -20,18 +20,8 @@ from mbrl_course.rl import SAC, SACConfig
 class SACAgentConfig:
     """Hyperparameters of model-free SAC on the real env. :meth:`for_budget` gives the tier's defaults."""
 
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths of the actor and the critics."""
-    gamma: float = 0.99
-    """Discount γ."""
-    tau: float = 0.005
-    """Target-network rate τ."""
-    lr: float = 3e-4
-    """Adam learning rate (actor, critics and α)."""
-    init_alpha: float = 1.0
-    """Initial temperature α (tuned towards the target entropy)."""
-    target_entropy: float = -1.0
-    """H̄ per action dimension: α is tuned towards an entropy of target_entropy · A (SAC: −1)."""
+    learner: SACConfig = field(default_factory=SACConfig)
+    """SAC itself: networks, γ, τ, learning rates, temperature (its target entropy is per action dimension)."""
     batch_size: int = 256
     """Minibatch size."""
     updates_per_step: int = 1
@@ -42,10 +32,12 @@ class SACAgentConfig:
     @classmethod
     def for_budget(cls, tier: Tier | None = None) -> SACAgentConfig:
         """The config of a compute tier (``budget()`` when ``tier`` is None)."""
+        paper = cls()
         return by_budget(
-            smoke=cls(hidden_sizes=(64, 64), lr=1e-3, batch_size=128, updates_per_step=3, seed_steps=200),
-            default=cls(hidden_sizes=(128, 128), seed_steps=1000),
-            full=cls(),
+            smoke=cls(learner=replace(paper.learner, hidden_sizes=(64, 64), lr=1e-3), batch_size=128,
+                      updates_per_step=3, seed_steps=200),
+            default=cls(learner=replace(paper.learner, hidden_sizes=(128, 128)), seed_steps=1000),
+            full=paper,
             tier=tier,
         )
 
@@ -53,11 +45,7 @@ class SACAgentConfig:
 def make_sac(env: gym.Env, env_id: str, config: SACAgentConfig, *, device="cpu", seed: int | None = 0) -> DynaAgent:
     """Build model-free SAC for ``env`` as a :class:`DynaAgent` without a model."""
     check_bounded_box_actions(env)
-    learner = SAC(env.observation_space.shape[0], env.action_space.low, env.action_space.high,
-                  SACConfig(hidden_sizes=tuple(config.hidden_sizes), gamma=config.gamma, tau=config.tau,
-                            actor_lr=config.lr, critic_lr=config.lr, alpha_lr=config.lr,
-                            init_alpha=config.init_alpha,
-                            target_entropy=config.target_entropy * env.action_space.shape[0]),
+    learner = SAC(env.observation_space.shape[0], env.action_space.low, env.action_space.high, config.learner,
                   device=device, seed=seed)
     return DynaAgent(learner, None, batch_size=config.batch_size, real_ratio=1.0, device=device, seed=seed)
 

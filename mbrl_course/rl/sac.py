@@ -44,18 +44,20 @@ class SACConfig:
     """γ, the discount factor."""
     tau: float = 0.005
     """τ, the rate at which the target critics follow the critics."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor θ."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics φ."""
-    alpha_lr: float = 3e-4
-    """Adam learning rate of log α."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor, the critics and log α (of each whose own rate below is None)."""
+    actor_lr: float | None = None
+    """Adam learning rate of the actor θ (None: lr)."""
+    critic_lr: float | None = None
+    """Adam learning rate of the critics φ (None: lr)."""
+    alpha_lr: float | None = None
+    """Adam learning rate of log α (None: lr)."""
     init_alpha: float = 1.0
     """α at the start."""
     autotune_alpha: bool = True
     """Tune α towards the target entropy (False: α stays at init_alpha)."""
-    target_entropy: float | None = None
-    """H̄; None means −A (minus the number of action dimensions)."""
+    target_entropy: float = -1.0
+    """H̄ per action dimension: α is tuned towards an entropy of target_entropy · A (SAC's −1: H̄ = −A)."""
     num_critics: int = 2
     """K critics; the target takes the minimum over them (2: clipped double Q)."""
 
@@ -67,8 +69,11 @@ class SACConfig:
         self.tau = check_positive_float("tau", self.tau)
         if self.tau > 1:
             raise ValueError(f"tau: expected a number in (0, 1], got {self.tau}")
-        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+        for name in ("lr", "init_alpha"):
             setattr(self, name, check_positive_float(name, getattr(self, name)))
+        for name in ("actor_lr", "critic_lr", "alpha_lr"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_positive_float(name, getattr(self, name)))
         self.num_critics = check_positive_int("num_critics", self.num_critics)
 
 
@@ -99,12 +104,12 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(config.init_alpha)), device=self.device,
                                       requires_grad=config.autotune_alpha)
-        self.target_entropy = float(-self.act_dim if config.target_entropy is None else config.target_entropy)
+        self.target_entropy = float(config.target_entropy * self.act_dim)
         params_by_lr: dict[float, list[torch.Tensor]] = {}
-        params_by_lr.setdefault(config.actor_lr, []).extend(self.actor.parameters())
-        params_by_lr.setdefault(config.critic_lr, []).extend(self.critic.parameters())
+        params_by_lr.setdefault(config.actor_lr or config.lr, []).extend(self.actor.parameters())
+        params_by_lr.setdefault(config.critic_lr or config.lr, []).extend(self.critic.parameters())
         if config.autotune_alpha:
-            params_by_lr.setdefault(config.alpha_lr, []).append(self.log_alpha)
+            params_by_lr.setdefault(config.alpha_lr or config.lr, []).append(self.log_alpha)
         # one Adam over θ, φ and log α (one parameter group per learning rate): the three losses
         # share one backward pass and one optimiser step
         groups = [{"params": p, "lr": lr} for lr, p in params_by_lr.items()]
