@@ -9,16 +9,24 @@ all), and "matmul FLOP/s" is this machine's throughput for the same batched prod
 (torch.baddbmm on the same shapes, no activations), measured in the same run: planning and the
 matmul-only workload alternate, and the fraction is the median over rounds of t_matmul / t_plan.
 
-    .venv/bin/python benchmarks/planning.py [--repeats 7] [--device cpu] [--threads N]
+    .venv/bin/python benchmarks/planning.py [--repeats 7] [--device cpu] [--threads N] [--baseline REV]
 
-Last line: ``seconds_per_action=<s> matmul_fraction=<f>``.
+Last line: ``seconds_per_action=<s> matmul_fraction=<f>``. With ``--baseline REV`` the planner's
+objective of git revision REV (its ``mbrl_course/models/imagination.py``, loaded on its own) is timed
+too, alternating with today's, and a line ``baseline_seconds_per_action=<s> ratio=<today / REV>`` follows:
+a refactor's cost measured side by side in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -61,11 +69,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def load_baseline(rev: str):
+    """``mbrl_course/models/imagination.py`` as it was at git revision ``rev``, imported as its own module."""
+    source = subprocess.run(["git", "show", f"{rev}:mbrl_course/models/imagination.py"], check=True,
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_imagination.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_imagination", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="rounds of (planned action, matmul-only) to time")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both workloads (0: torch's default)")
+    parser.add_argument("--baseline", metavar="REV", help="also time the objective of this git revision, alternating")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,9 +102,14 @@ def main() -> None:
     generator = torch.Generator(device=device).manual_seed(0)
     state = torch.tensor([1.0, 0.0, 0.0], device=device)
 
-    def objective(actions: torch.Tensor) -> torch.Tensor:
-        return imagine_returns(model, state, actions, reward_fn=reward, particles=PARTICLES,
-                               propagation="ts_inf", generator=generator)
+    def make_objective(imagine):
+        def objective(actions: torch.Tensor) -> torch.Tensor:
+            return imagine(model, state, actions, reward_fn=reward, particles=PARTICLES, propagation="ts_inf",
+                           generator=generator)
+        return objective
+
+    objective = make_objective(imagine_returns)
+    baseline = make_objective(load_baseline(args.baseline).imagine_returns) if args.baseline else None
 
     matmul = matmul_workload(device)
 
@@ -98,10 +125,14 @@ def main() -> None:
     with torch.inference_mode():
         planner.plan(objective)  # warm-up
         matmul()
-        plan_times, matmul_times = [], []
+        if baseline is not None:
+            planner.plan(baseline)
+        plan_times, matmul_times, baseline_times = [], [], []
         for _ in range(args.repeats):
             plan_times.append(timed(lambda: planner.plan(objective)))
             matmul_times.append(timed(matmul))
+            if baseline is not None:
+                baseline_times.append(timed(lambda: planner.plan(baseline)))
     seconds = statistics.median(plan_times)
     fraction = statistics.median(m / p for m, p in zip(matmul_times, plan_times))
     flops = model_flops_per_action()
@@ -114,6 +145,11 @@ def main() -> None:
     print(f"achieved model FLOP/s: {flops / seconds / 1e9:.1f} GFLOP/s; matmul FLOP/s on the same shapes: "
           f"{flops / statistics.median(matmul_times) / 1e9:.1f} GFLOP/s (medians)")
     print(f"seconds_per_action={seconds:.3f} matmul_fraction={fraction:.3f}")
+    if baseline_times:
+        ratio = statistics.median(p / b for p, b in zip(plan_times, baseline_times))
+        print(f"{args.baseline} per-action planning times (s): {', '.join(f'{t:.3f}' for t in baseline_times)}")
+        print(f"baseline_seconds_per_action={statistics.median(baseline_times):.3f} ratio={ratio:.3f} "
+              f"(median over rounds of today / {args.baseline})")
 
 
 if __name__ == "__main__":
