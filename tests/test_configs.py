@@ -209,7 +209,12 @@ def _sac(sac) -> dict:
 
 def effective(algo: str, agent, loop_kwargs: dict) -> dict:
     """What the built agent runs with, read off the objects the builder made (not off the config)."""
-    out = {"loop": dict(sorted(loop_kwargs.items()))}
+    loop = dict(loop_kwargs)
+    if algo in ("mbpo", "sac"):  # the Dyna loop's schedule lives with its agent and learner
+        loop["updates_per_step"] = agent.updates_per_step
+        if agent.model is not None:
+            loop |= {"model_every": agent.model_every, "rollout_every": agent.learner.rollout_every}
+    out = {"loop": dict(sorted(loop.items()))}
     if algo in ("pets", "mbmf", "mbmf-ft"):
         mpc = agent.expert if algo == "mbmf-ft" else agent
         out |= {"model": _model(mpc.model), "planner": _planner(mpc.planner), "fit": _fit(mpc.fit_kwargs),
@@ -221,13 +226,14 @@ def effective(algo: str, agent, loop_kwargs: dict) -> dict:
         out["finetune"] = {k: getattr(agent.config, k) for k in ("bc_steps", "bc_batch_size", "bc_lr",
                                                                  "episodes_per_update", "value_warmup_epochs")}
     if algo in ("mbpo", "sac"):
-        out["learner"] = _sac(agent.learner)
-        out["dyna"] = {"batch_size": agent.batch_size, "real_ratio": agent.real_ratio,
-                       "rollout_batch_size": agent.rollout_batch_size,
-                       "rollout_schedule": tuple(agent.rollout_schedule), "sim_rounds": agent.sim_rounds,
-                       "propagation": agent.propagation, "members": agent.members,
-                       "sample_reward": agent.sample_reward, "env_reward": agent.reward_fn is not None,
-                       "termination": repr(agent.termination_fn)}
+        out["learner"] = _sac(agent.learner.algo)
+        mbpo = agent.learner
+        out["dyna"] = {"batch_size": mbpo.batch_size, "real_ratio": mbpo.real_ratio,
+                       "rollout_batch_size": mbpo.rollout_batch_size,
+                       "rollout_schedule": tuple(mbpo.rollout_schedule), "sim_rounds": mbpo.sim_rounds,
+                       "propagation": mbpo.propagation, "members": mbpo.members,
+                       "sample_reward": mbpo.sample_reward, "env_reward": mbpo.reward_fn is not None,
+                       "termination": repr(mbpo.termination_fn)}
         if agent.model is not None:
             out |= {"model": _model(agent.model), "fit": _fit(agent.fit_kwargs)}
     return out
@@ -256,7 +262,7 @@ def test_set_reaches_nested_settings_with_the_command_line_conversions():
     assert config.model.hidden_size == smoke.model.hidden_size and config.fit.batch_size == smoke.fit.batch_size
     agent = ALGORITHMS["mbpo"].build(make_env("Pendulum-v1"), "Pendulum-v1", config, seed=0)
     assert agent.model.ensemble_size == 7 and agent.fit_kwargs["epochs"] == 3
-    assert {g["lr"] for g in agent.learner.optimizer.param_groups} == {3e-4}
+    assert {g["lr"] for g in agent.learner.algo.optimizer.param_groups} == {3e-4}
     ft = make_config("mbmf-ft", tier="smoke", overrides={"expert.planner.population": "50", "learner.target_kl": "none"})
     assert ft.expert.planner.population == 50 and ft.learner.target_kl is None
 

@@ -16,6 +16,7 @@ from mbrl_course.agents import (
     MBMFFineTuner,
     MBMFFTConfig,
     MBPOConfig,
+    MBPOLearner,
     RandomAgent,
     dyna_loop,
     imagine_rollouts,
@@ -125,18 +126,18 @@ def test_mbpo_rollouts_respect_the_termination_function():
     config.rollout_schedule, config.rollout_batch_size = (0, 1, 15, 15), 300
     env = make_env(env_id)
     agent = make_mbpo(env, env_id, config, seed=0)
-    agent.fit_model(real)
-    agent.imagine(real)
-    sim = agent.sim.all()
+    agent.model_update(real)
+    agent.learner.imagine(agent.model, real)
+    sim = agent.learner.sim.all()
     fallen = sim.next_obs[:, 1].abs() > 0.2
     assert int(fallen.sum()) > 20  # the imagined poles do fall
     assert bool(sim.terminated[fallen].all())
     assert bool((sim.obs[:, 1].abs() <= 0.2).all())  # no step starts from a fallen pole
 
-    agent.termination_fn = never_terminates  # the bug the check guards against
-    agent.sim = None
-    agent.imagine(real)
-    wrong = agent.sim.all()
+    agent.learner.termination_fn = never_terminates  # the bug the check guards against
+    agent.learner.sim = None
+    agent.learner.imagine(agent.model, real)
+    wrong = agent.learner.sim.all()
     assert not bool(wrong.terminated.any()) and bool((wrong.obs[:, 1].abs() > 0.2).any())
 
 
@@ -144,36 +145,40 @@ def test_mbpo_rollouts_respect_the_termination_function():
 @pytest.mark.parametrize("ratio, batch_size, n_real", [(0.05, 256, 13), (0.5, 10, 5), (0.0, 8, 0), (1.0, 8, 8)])
 def test_real_ratio_is_honoured_exactly(ratio, batch_size, n_real):
     sac = SAC(2, [-1.0], [1.0], SACConfig(hidden_sizes=(8,)), seed=0)
-    agent = DynaAgent(sac, IntegratorModel(dtype=torch.float32), reward_fn=lambda o, a, n: n[..., 0], batch_size=batch_size,
-                      real_ratio=ratio, rollout_batch_size=50, rollout_schedule=(0, 1, 2, 2), seed=0)
+    model = IntegratorModel(dtype=torch.float32)
+    agent = MBPOLearner(sac, reward_fn=lambda o, a, n: n[..., 0], batch_size=batch_size, real_ratio=ratio,
+                        rollout_batch_size=50, rollout_schedule=(0, 1, 2, 2), seed=0)
     real = ReplayBuffer(2, 1)
     real.add_batch(torch.zeros(30, 2), torch.zeros(30, 1), torch.full((30,), 7.0), torch.zeros(30, 2),
                    torch.zeros(30, dtype=torch.bool))  # real rewards are 7, imagined ones are not
     assert agent.split_batch() == (batch_size, 0)  # D_sim still empty: all real
-    assert bool((agent.policy_batch(real).reward == 7.0).all())
-    agent.imagine(real)
+    assert bool((agent.policy_batch(model, real).reward == 7.0).all())
+    agent.imagine(model, real)
     for _ in range(5):
-        batch = agent.policy_batch(real)
+        batch = agent.policy_batch(model, real)
         assert len(batch) == batch_size and int((batch.reward == 7.0).sum()) == n_real
     with pytest.raises(ValueError, match="real_ratio"):
-        DynaAgent(sac, IntegratorModel(), real_ratio=1.5)
+        MBPOLearner(sac, real_ratio=1.5)
 
 
 # ---------------------------------------------------------------------- the loop's schedule
-class CountingAgent(DynaAgent):
-    def __init__(self, learner):
-        super().__init__(learner, model=object(), batch_size=4)
-        self.fits, self.imaginings = [], []
+class CountingModel:
+    """A model that only counts its fits (|D_real| at each)."""
 
-    def fit_model(self, real_buffer):
-        self.fits.append(self.env_steps)
+    def __init__(self):
+        self.fits = []
 
-    def imagine(self, real_buffer):
-        self.imaginings.append(self.env_steps)
-        return 0
+    def train(self):
+        pass
+
+    def eval(self):
+        pass
+
+    def fit(self, data, **options):
+        self.fits.append(len(data))
 
 
-class CountingLearner(SAC):
+class CountingSAC(SAC):
     def __init__(self):
         super().__init__(3, [-2.0], [2.0], SACConfig(hidden_sizes=(4,)), seed=0)
         self.sizes = []
@@ -183,18 +188,34 @@ class CountingLearner(SAC):
         return {}
 
 
+class CountingLearner(MBPOLearner):
+    """MBPO's learner whose imagination only counts (|D_real| at each round)."""
+
+    def __init__(self):
+        super().__init__(CountingSAC(), batch_size=4, rollout_every=2)
+        self.imaginings = []
+
+    def imagine(self, model, real_buffer):
+        self.imaginings.append(len(real_buffer))
+        self.imagined_at = len(real_buffer)
+        return 0
+
+
+def counting_agent() -> DynaAgent:
+    return DynaAgent(CountingLearner(), CountingModel(), model_every=5, updates_per_step=3)
+
+
 def test_dyna_loop_follows_its_schedule():
     env = make_env("Pendulum-v1", max_episode_steps=12)
-    learner = CountingLearner()
-    agent = CountingAgent(learner)
+    agent = counting_agent()
     buffer = ReplayBuffer(3, 1)
     seed_agent = RandomAgent(env.action_space, seed=5)
-    results = dyna_loop(env, agent, buffer, episodes=3, seed_steps=10, model_every=5, rollout_every=2,
-                        updates_per_step=3, seed=0, seed_agent=seed_agent)
+    results = dyna_loop(env, agent, buffer, episodes=3, seed_steps=10, seed=0, seed_agent=seed_agent)
     assert [r.steps for r in results] == [12, 12, 12] and len(buffer) == 36 and agent.env_steps == 36
-    assert agent.fits == [10, 15, 20, 25, 30, 35]
-    assert agent.imaginings == list(range(10, 37, 2))
-    assert len(learner.sizes) == 3 * 27 and set(learner.sizes) == {4}
+    assert agent.model.fits == [10, 15, 20, 25, 30, 35]
+    assert agent.learner.imaginings == list(range(10, 37, 2))
+    sizes = agent.learner.algo.sizes
+    assert len(sizes) == 3 * 27 and set(sizes) == {4}
     # the first 10 actions were the seed agent's uniform draws
     replay = RandomAgent(env.action_space, seed=5)
     expected = np.stack([replay.act(None) for _ in range(10)])
@@ -203,11 +224,11 @@ def test_dyna_loop_follows_its_schedule():
 
 def test_dyna_loop_stops_at_max_env_steps():
     env = make_env("Pendulum-v1", max_episode_steps=12)
-    agent = CountingAgent(CountingLearner())
+    agent = counting_agent()
     results = dyna_loop(env, agent, ReplayBuffer(3, 1), episodes=5, seed_steps=5, max_env_steps=30, seed=0)
     assert [r.steps for r in results] == [12, 12, 6] and agent.env_steps == 30
     assert [r.cut for r in results] == [False, False, True]  # the budget cut the third episode short
-    results = dyna_loop(make_env("Pendulum-v1", max_episode_steps=10), CountingAgent(CountingLearner()),
+    results = dyna_loop(make_env("Pendulum-v1", max_episode_steps=10), counting_agent(),
                         ReplayBuffer(3, 1), episodes=5, max_env_steps=20, seed=0)
     assert [r.cut for r in results] == [False, False]  # the budget ran out just as the env ended the episode
 
@@ -228,7 +249,7 @@ def test_mbpo_beats_a_random_policy_on_pendulum_within_the_smoke_budget():
     agent = make_mbpo(env, "Pendulum-v1", config, seed=0)
     buffer = ReplayBuffer(3, 1)
     dyna_loop(env, agent, buffer, episodes=7, seed=0, **mbpo_loop_kwargs(config))
-    assert len(agent.sim) > 0 and agent.last_fit is not None
+    assert len(agent.learner.sim) > 0 and agent.last_fit is not None
     evaluation = range(100, 103)
     greedy = GreedyActor(agent.learner)
     learned = float(np.mean([run_episode(env, greedy, None, episode=e, seed=0).ret for e in evaluation]))
@@ -310,8 +331,9 @@ def test_mbpo_checkpoint_holds_the_agent_and_resume_reimagines_d_sim(tmp_path):
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     state = ckpt["agent"]
     assert state["env_steps"] == 60 and state["model"] is not None
-    assert {"actor", "critic", "critic_target", "log_alpha", "optimizer", "generator"} <= set(state["learner"])
-    assert state["learner"]["optimizer"]["state"]  # Adam's moments are kept
+    sac = state["learner"]["algo"]  # MBPO's learner holds SAC and its own generator
+    assert {"actor", "critic", "critic_target", "log_alpha", "optimizer", "generator"} <= set(sac)
+    assert sac["optimizer"]["state"] and "generator" in state["learner"]  # Adam's moments are kept
     kept = ReplayBuffer(3, 1)
     kept.load_state_dict(ckpt["buffer"])
     assert len(kept) == 60  # D_real; D_sim is not stored
@@ -336,7 +358,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
         train("sac", "Pendulum-v1", episodes=4, out=tmp_path, **kw)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["episodes_done"] == 2
-    assert all(torch.isfinite(v).all() for v in ckpt["agent"]["learner"]["critic"].values())
+    assert all(torch.isfinite(v).all() for v in ckpt["agent"]["learner"]["algo"]["critic"].values())
 
 
 def test_bad_input_is_refused_with_clear_errors(tmp_path):
@@ -398,9 +420,9 @@ def test_termination_function_of_the_env_is_the_one_mbpo_uses():
     agent = make_mbpo(env, "InvertedPendulum-v5", MBPOConfig.for_budget("smoke"))
     upright, fallen = torch.zeros(1, 4), torch.tensor([[0.0, 0.25, 0.0, 0.0]])
     action = torch.zeros(1, 1)
-    assert agent.termination_fn(upright, action, fallen).tolist() == [True]
-    assert agent.termination_fn(upright, action, upright).tolist() == [False]
-    assert repr(agent.termination_fn) == repr(termination_fn("InvertedPendulum-v5"))
+    assert agent.learner.termination_fn(upright, action, fallen).tolist() == [True]
+    assert agent.learner.termination_fn(upright, action, upright).tolist() == [False]
+    assert repr(agent.learner.termination_fn) == repr(termination_fn("InvertedPendulum-v5"))
 
 
 @pytest.mark.gpu
@@ -413,8 +435,63 @@ def test_mbpo_and_ppo_run_on_cuda():
     agent = make_mbpo(env, "Pendulum-v1", config, device="cuda", seed=0)
     buffer = ReplayBuffer(3, 1, device="cuda")
     dyna_loop(env, agent, buffer, episodes=2, seed=0, **mbpo_loop_kwargs(config))
-    assert agent.sim.device.type == "cuda" and next(agent.learner.critic.parameters()).device.type == "cuda"
+    assert agent.learner.sim.device.type == "cuda" and next(agent.learner.algo.critic.parameters()).device.type == "cuda"
     ppo = PPO(3, env.action_space.low, env.action_space.high, PPOConfig(hidden_sizes=(8,)), device="cuda", seed=0)
-    agent.learner = ppo  # an on-policy learner on imagined trajectories, same device
-    traj = agent.rollouts(buffer, horizon=4).trajectories()
+    agent.learner.algo = ppo  # an on-policy learner on imagined trajectories, same device
+    traj = agent.learner.rollouts(agent.model, buffer, horizon=4).trajectories()
     assert traj.obs.device.type == "cuda" and not bool(torch.isnan(ppo.update(traj)["policy_loss"]))
+
+
+# ---------------------------------------------------------------------- the loop is the slide
+def code_lines(function) -> int:
+    """Lines of code of a function's body: no docstring, comments or blank lines."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    body = tree.body[0].body
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    lines = set()
+    for node in body:
+        for sub in ast.walk(node):
+            if hasattr(sub, "lineno"):
+                lines.update(range(sub.lineno, getattr(sub, "end_lineno", sub.lineno) + 1))
+    return len(lines)
+
+
+def test_the_dyna_loop_is_as_short_as_the_slide():
+    assert code_lines(dyna_loop) <= 25
+
+
+class EpisodicLearner:
+    """A learner with no D_sim: it only counts, at the end of each episode, what it was given."""
+
+    episodic = True
+
+    def __init__(self):
+        self.updates = []
+
+    def act(self, obs, deterministic=False):
+        return np.zeros(1, dtype=np.float32)
+
+    def reset(self):
+        pass
+
+    def policy_update(self, model, real_buffer):
+        self.updates.append((model, len(real_buffer)))
+
+    def check_finite(self):
+        pass
+
+
+def test_an_episodic_learner_with_no_d_sim_plugs_into_the_dyna_loop():
+    env = make_env("Pendulum-v1", max_episode_steps=7)
+    model = CountingModel()
+    learner = EpisodicLearner()
+    agent = DynaAgent(learner, model, updates_per_step=2)
+    dyna_loop(env, agent, ReplayBuffer(3, 1), episodes=3, seed=0)
+    # learning at the end of each episode only: the model refit, then K = 2 policy updates with f_ψ and D_real
+    assert model.fits == [7, 14, 21]
+    assert learner.updates == [(model, 7), (model, 7), (model, 14), (model, 14), (model, 21), (model, 21)]

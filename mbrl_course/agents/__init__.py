@@ -3,10 +3,12 @@
 - :func:`mpc_loop` — Approach 2 (MPC): plan in f_ψ, act, grow D_real, refit f_ψ.
 - PETS (:func:`make_pets`) and MBMF's model-based part (:func:`make_mbmf`) — two choices of model and
   planner for that loop.
-- :func:`dyna_loop` — Approach 1 (Dyna): act with μ_θ, grow D_real, refit f_ψ, imagine D_sim, run the
-  policy-iteration-algo on it. MBPO (:func:`make_mbpo`: ensemble + SAC) and SAC alone
-  (:func:`make_sac`: no model) are two choices of model and learner for it.
-- :func:`mbmf_ft_loop` — MBMF's hand-over: the MPC controller, cloned into a policy by DAgger, fine-tuned by PPO.
+- :func:`dyna_loop` — Approach 1 (Dyna): act with μ_θ, grow D_real, refit f_ψ, then K policy updates
+  ``learner.policy_update(f_ψ, D_real)`` (a :class:`Learner`). MBPO (:func:`make_mbpo`: ensemble +
+  :class:`MBPOLearner` with SAC) and SAC alone (:func:`make_sac`: no model) are two choices of model and
+  learner for it.
+- :func:`mbmf_ft_loop` — MBMF's hand-over: the MPC loop, then the Dyna loop with a learner that clones
+  the MPC controller into a policy by DAgger and fine-tunes it by PPO.
 - :mod:`~mbrl_course.agents.configs` — the parts the agents' configs are composed of (model, fit, planner).
 
 Runs on disk (``train``, ``evaluate``: CSVs, checkpoints, figures) live a layer above, in :mod:`mbrl_course.runs`.
@@ -22,14 +24,14 @@ from mbrl_course.agents.configs import (
 from mbrl_course.agents.dyna import (
     DynaAgent,
     GreedyActor,
+    Learner,
     Rollouts,
     dyna_loop,
     imagine_rollouts,
-    rollout_length,
 )
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFineTuner, MBMFFTConfig, PolicyRecorder, make_mbmf_ft, mbmf_ft_loop
-from mbrl_course.agents.mbpo import MBPOConfig, make_mbpo
+from mbrl_course.agents.mbpo import MBPOConfig, MBPOLearner, make_mbpo, rollout_length
 from mbrl_course.agents.mpc import (
     Agent,
     CheckpointableAgent,
@@ -45,8 +47,8 @@ from mbrl_course.agents.sac import SACAgentConfig, make_sac
 __all__ = [
     "Agent", "CheckpointableAgent", "EpisodeResult", "MPCAgent", "RandomAgent", "mpc_loop", "run_episode",
     "PETSConfig", "make_pets", "MBMFConfig", "make_mbmf",
-    "DynaAgent", "GreedyActor", "Rollouts", "dyna_loop", "imagine_rollouts", "rollout_length",
-    "MBPOConfig", "make_mbpo", "SACAgentConfig", "make_sac",
+    "DynaAgent", "GreedyActor", "Learner", "Rollouts", "dyna_loop", "imagine_rollouts", "rollout_length",
+    "MBPOConfig", "MBPOLearner", "make_mbpo", "SACAgentConfig", "make_sac",
     "MBMFFTConfig", "MBMFFineTuner", "PolicyRecorder", "make_mbmf_ft", "mbmf_ft_loop",
     "EnsembleConfig", "DeltaMLPConfig", "FitConfig", "CEMConfig", "RandomShootingConfig",
 ]

@@ -15,8 +15,10 @@ MBMF closes the lecture's MPC family in three phases, all on the real env:
    batch before the first policy step, so the first updates refine the cloned controller instead
    of undoing it.
 
-:func:`mbmf_ft_loop` runs the three phases episode by episode (one row of ``returns.csv`` each), so
-one learning curve shows the MPC's early return, the cloned policy taking it over, and PPO's
+:func:`mbmf_ft_loop` is the lecture's two loops in turn, not a third: the MPC loop for phase 1, then
+the Dyna loop with :class:`MBMFFineTuner` as its (episodic) learner for phases 2 and 3 — its policy
+update is DAgger's relabel-and-refit or PPO's step, and it needs no model. One row of ``returns.csv``
+per episode, so one learning curve shows the MPC's early return, the cloned policy taking it over, and PPO's
 fine-tuning after it (``benchmarks/mbmf_finetune.py`` measures the three).
 """
 
@@ -32,8 +34,9 @@ import numpy as np
 import torch
 
 from mbrl_course._checks import check_positive_int
+from mbrl_course.agents.dyna import DynaAgent, GreedyActor, dyna_loop
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
-from mbrl_course.agents.mpc import EpisodeResult, RandomAgent, run_episode
+from mbrl_course.agents.mpc import EpisodeResult, RandomAgent, mpc_loop
 from mbrl_course.budget import Tier, by_budget
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import check_bounded_box_actions
@@ -140,13 +143,20 @@ class PolicyRecorder:
 class MBMFFineTuner:
     """The MPC expert, the DAgger data set D_bc, and PPO with its cloned policy π_θ.
 
+    After the MPC phase it is the Dyna loop's learner (:class:`~mbrl_course.agents.dyna.Learner`, episodic):
+    π_θ acts (its mean during DAgger, a sample during PPO, recorded for PPO's trajectories), and at the end
+    of each episode :meth:`policy_update` either relabels the visited states by the expert and refits π_θ
+    (the first ``dagger_iterations`` episodes) or hands the episode to PPO.
+
     Args:
         expert: MBMF's MPC controller (an :class:`~mbrl_course.agents.MPCAgent`, or any agent with
-            ``act``, ``reset`` and ``update(buffer)``).
+            ``act``, ``reset``, ``update(buffer)`` and, for checkpoints, ``state_dict``).
         ppo: the fine-tuner, whose ``policy`` is the policy DAgger clones into.
         config: :class:`MBMFFTConfig` (behaviour cloning and the PPO schedule; PPO itself has its own config).
         seed: seeds the behaviour-cloning minibatches.
     """
+
+    episodic = True
 
     def __init__(self, expert, ppo: PPO, config: MBMFFTConfig, *, seed: int | None = 0):
         self.expert = expert
@@ -163,24 +173,43 @@ class MBMFFineTuner:
         self.pending: list[Trajectories] = []
         """PPO episodes collected towards the next update."""
         self.recorder = PolicyRecorder(ppo)
-        self.model = getattr(expert, "model", None)
         self.cloned = False
         """True once π_θ was fit to D_bc (before that, evaluation falls back on the expert)."""
+        self.dagger_iterations = config.dagger_iterations
+        """DAgger iterations before PPO takes over (:func:`mbmf_ft_loop` sets its own)."""
+        self.dagger_done = 0
+        """DAgger iterations done so far."""
 
-    # the MPC phase's agent face (run_episode / the runner's evaluation use act and reset)
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """The fine-tuned policy's mean action (the controller this run ends up with)."""
-        return self.ppo.act(obs, deterministic=True)
+    # ------------------------------------------------------------------ the policy μ_θ
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Training: π_θ acts and is recorded (its mean while DAgger runs); ``deterministic``: the mean, unrecorded."""
+        if deterministic:
+            return self.ppo.act(obs, deterministic=True)
+        self.recorder.deterministic = self.dagger_done < self.dagger_iterations
+        return self.recorder.act(obs)
 
     def reset(self) -> None:
         self.recorder.reset()
 
     def evaluation_actor(self):
-        """The agent that evaluation episodes use: the policy once cloned, the MPC expert before that."""
-        return self if self.cloned else self.expert
+        """The agent that evaluation episodes use: the policy's mean once cloned, the MPC expert before that."""
+        return GreedyActor(self) if self.cloned else self.expert
 
     def update(self, buffer: ReplayBuffer) -> None:
         return None
+
+    def policy_update(self, model, real_buffer: ReplayBuffer) -> dict[str, torch.Tensor] | None:
+        """At the end of an episode π_θ drove: DAgger (relabel its states, refit π_θ), or one PPO step."""
+        if self.dagger_done < self.dagger_iterations:
+            visited = torch.stack(self.recorder.obs)  # the expert labels the states π_θ visited; D_bc grows
+            self.add_labels(visited, self.label(visited))
+            self.fit_policy()
+            self.dagger_done += 1
+            return None
+        return self.ppo_step(self.recorder.trajectories(real_buffer))  # PPO on the real episode
+
+    def check_finite(self) -> None:
+        """PPO and cloning raise ``FloatingPointError`` themselves when a loss diverges."""
 
     # ------------------------------------------------------------------ DAgger
     def add_labels(self, states: torch.Tensor, expert_actions: torch.Tensor) -> None:
@@ -238,20 +267,19 @@ class MBMFFineTuner:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """PPO (policy, V_φ, optimiser), the expert's model and generators, D_bc, the pending PPO episodes."""
-        expert = self.expert.state_dict() if self.model is not None else {}
-        return {"ppo": self.ppo.state_dict(), "expert": expert, "bc_obs": self.bc_obs.clone(),
+        return {"ppo": self.ppo.state_dict(), "expert": self.expert.state_dict(), "bc_obs": self.bc_obs.clone(),
                 "bc_actions": self.bc_actions.clone(), "generator": self.generator.get_state(), "cloned": self.cloned,
-                "pending": [vars(p).copy() for p in self.pending]}
+                "dagger_done": self.dagger_done, "pending": [vars(p).copy() for p in self.pending]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""
         self.ppo.load_state_dict(state["ppo"])
-        if self.model is not None and state["expert"]:
-            self.expert.load_state_dict(state["expert"])
+        self.expert.load_state_dict(state["expert"])
         self.bc_obs = state["bc_obs"].to(self.device)
         self.bc_actions = state["bc_actions"].to(self.device)
         self.generator.set_state(state["generator"])
         self.cloned = bool(state["cloned"])
+        self.dagger_done = int(state["dagger_done"])
         self.pending = [Trajectories(**p).to(self.device) for p in state["pending"]]
 
 
@@ -300,33 +328,27 @@ def mbmf_ft_loop(
         warnings.warn(f"episodes={episodes} ends before PPO starts (after {mpc_episodes} MPC and "
                       f"{dagger_iterations} DAgger episodes); ask for more episodes to fine-tune", stacklevel=2)
     seed_agent = seed_agent or RandomAgent(env.action_space, seed=seed)
-    results = []
-    for episode in range(start_episode, episodes):
-        record = record_last and episode == episodes - 1
-        if episode < mpc_episodes:
-            # 1. MPC: u ~ planning-algo(f_ψ, i), D_real ∪= (i, u, g_i, i'), ψ := argmin L(f_ψ, D_real)
-            actor = seed_agent if episode < seed_episodes else agent.expert
-            result = run_episode(env, actor, buffer, episode=episode, seed=seed, record=record)
-            agent.expert.update(buffer)
-            if episode >= seed_episodes:  # the MPC's own (i, u) pairs are expert data
-                steps = buffer.all().slice(len(buffer) - result.steps, len(buffer))
-                agent.add_labels(steps.obs, steps.action)
-            if episode == mpc_episodes - 1:
-                agent.fit_policy()  # behaviour cloning on the MPC's episodes
-        elif episode < mpc_episodes + dagger_iterations:
-            # 2. DAgger: π_θ drives, the expert labels the visited states, D_bc grows, θ is refit
-            recorder = PolicyRecorder(agent.ppo, deterministic=True)
-            result = run_episode(env, recorder, buffer, episode=episode, seed=seed, record=record)
-            visited = torch.stack(recorder.obs)
-            agent.add_labels(visited, agent.label(visited))
-            agent.fit_policy()
-        else:
-            # 3. PPO on the real env, starting from the cloned π_θ
-            result = run_episode(env, agent.recorder, buffer, episode=episode, seed=seed, record=record)
-            agent.ppo_step(agent.recorder.trajectories(buffer))
-        results.append(result)
+    agent.dagger_iterations = dagger_iterations
+    results: list[EpisodeResult] = []
+
+    def after_mpc_episode(result: EpisodeResult) -> None:
+        if result.episode >= seed_episodes:  # the MPC's own (i, u) pairs are expert data
+            steps = buffer.all().slice(len(buffer) - result.steps, len(buffer))
+            agent.add_labels(steps.obs, steps.action)
+        if result.episode == mpc_episodes - 1:
+            agent.fit_policy()  # behaviour cloning on the MPC's episodes
         if on_episode is not None:
             on_episode(result)
+
+    if start_episode < mpc_episodes:  # 1. the MPC loop: u ~ planning-algo(f_ψ, i), ψ := argmin L(f_ψ, D_real)
+        results += mpc_loop(env, agent.expert, buffer, episodes=min(episodes, mpc_episodes),
+                            seed_episodes=seed_episodes, seed=seed, start_episode=start_episode,
+                            on_episode=after_mpc_episode, record_last=record_last and episodes <= mpc_episodes,
+                            seed_agent=seed_agent)
+    if episodes > mpc_episodes:  # 2.-3. the Dyna loop with π_θ: DAgger, then PPO, once per episode
+        results += dyna_loop(env, DynaAgent(agent, None, device=agent.device), buffer, episodes=episodes,
+                             seed=seed, start_episode=max(start_episode, mpc_episodes), on_episode=on_episode,
+                             record_last=record_last)
     return results
 
 

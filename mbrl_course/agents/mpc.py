@@ -180,25 +180,34 @@ def run_episode(
     seed: int | None,
     record: bool = False,
     max_steps: int | None = None,
+    after_step: Callable[[bool], None] | None = None,
 ) -> EpisodeResult:
-    """Act in the real env until it terminates or truncates; append every (i, u, g_i, i') to D_real."""
+    """Act in the real env until it terminates or truncates; append every (i, u, g_i, i') to D_real.
+
+    ``max_steps`` cuts the episode short (its :class:`EpisodeResult` then says ``cut``, and D_real marks
+    the cut as a truncation); ``after_step(episode_end)`` is called after every step, once the transition
+    is in D_real (the Dyna loop learns there).
+    """
     start = time.perf_counter()
     obs, _ = env.reset(seed=None if seed is None else seed + episode)
     agent.reset()
     frames = [env.render()] if record else None
-    total, steps, done = 0.0, 0, False
+    total, steps, done, cut = 0.0, 0, False, False
     while not done:
-        action = agent.act(obs)  # u ~ planning-algo(f_ψ, i)
+        action = agent.act(obs)  # u ~ planning-algo(f_ψ, i) or μ_θ(u | i)
         next_obs, reward, terminated, truncated, _ = env.step(action)  # i' := env.step(i, u)
-        if buffer is not None:
-            buffer.add(obs, action, float(reward), next_obs, bool(terminated))  # D_real ∪= (i, u, g_i, i')
+        steps += 1
+        cut = max_steps is not None and steps >= max_steps and not (terminated or truncated)
+        done = terminated or truncated or cut
+        if buffer is not None:  # D_real ∪= (i, u, g_i, i')
+            buffer.add(obs, action, float(reward), next_obs, bool(terminated), truncated=bool(truncated or cut))
+        if after_step is not None:
+            after_step(done)
         if record:
             frames.append(env.render())
         total += float(reward)
-        steps += 1
         obs = next_obs
-        done = terminated or truncated or (max_steps is not None and steps >= max_steps)
-    return EpisodeResult(episode, total, steps, time.perf_counter() - start, frames)
+    return EpisodeResult(episode, total, steps, time.perf_counter() - start, frames, cut=cut)
 
 
 def mpc_loop(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import gymnasium as gym
 
 from mbrl_course.agents.dyna import DynaAgent
+from mbrl_course.agents.mbpo import MBPOLearner
 from mbrl_course.budget import Tier, by_budget
 from mbrl_course.envs import check_bounded_box_actions
 from mbrl_course.rl import SAC, SACConfig
@@ -45,11 +46,12 @@ class SACAgentConfig:
 def make_sac(env: gym.Env, env_id: str, config: SACAgentConfig, *, device="cpu", seed: int | None = 0) -> DynaAgent:
     """Build model-free SAC for ``env`` as a :class:`DynaAgent` without a model."""
     check_bounded_box_actions(env)
-    learner = SAC(env.observation_space.shape[0], env.action_space.low, env.action_space.high, config.learner,
-                  device=device, seed=seed)
-    return DynaAgent(learner, None, batch_size=config.batch_size, real_ratio=1.0, device=device, seed=seed)
+    sac = SAC(env.observation_space.shape[0], env.action_space.low, env.action_space.high, config.learner,
+              device=device, seed=seed)
+    learner = MBPOLearner(sac, batch_size=config.batch_size, real_ratio=1.0, device=device, seed=seed)
+    return DynaAgent(learner, None, updates_per_step=config.updates_per_step, device=device, seed=seed)
 
 
 def sac_loop_kwargs(config: SACAgentConfig) -> dict:
-    """The step-level schedule of :func:`~mbrl_course.agents.dyna.dyna_loop` for SAC alone."""
-    return dict(seed_steps=config.seed_steps, updates_per_step=config.updates_per_step)
+    """The Dyna loop's arguments for SAC alone: the random steps that seed D_real."""
+    return dict(seed_steps=config.seed_steps)
