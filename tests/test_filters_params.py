@@ -96,6 +96,7 @@ class TestContainerChecks:
             (dict(initial_mean=torch.zeros(2, dtype=torch.float16)), TypeError, "initial_mean"),
             (dict(initial_mean=torch.zeros(0, dtype=F64)), ValueError, "initial_mean"),
             (dict(initial_cov=torch.eye(3, dtype=F64)), ValueError, "initial_cov"),
+            (dict(initial_cov=None), TypeError, "initial_cov"),
             (dict(initial_cov=torch.tensor([[1.0, 0.5], [0.0, 1.0]], dtype=F64)), ValueError, "initial_cov.*symmetric"),
             (dict(initial_cov=-torch.eye(2, dtype=F64)), ValueError, "initial_cov.*semi-definite"),
             (dict(transition_matrix=torch.eye(3, dtype=F64)), ValueError, "transition_matrix"),

@@ -8,6 +8,7 @@ linear-Gaussian θ as learnable parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class LinearGaussianModel(nn.Module):
         super().__init__()
         ssm = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], LinearGaussianSSM) else (
             LinearGaussianSSM(*args, **kwargs))
-        for name in ("initial_mean", *self.COVARIANCES, "transition_matrix", "emission_matrix", "control_matrix"):
+        for name in (f.name for f in dataclasses.fields(ssm)):  # m_0, S_0, E, F, C, D, B
             value = getattr(ssm, name)
             if name in self.COVARIANCES:
                 self.register_parameter(name + "_unconstrained", nn.Parameter(positive_definite_inverse(value.detach())))

@@ -186,8 +186,8 @@ def run_kalman_filter(inputs: FilterInputs) -> KalmanFilterResult:
         ms.append(m)
         Ss.append(S)
         step_ll.append(log_lik)
-    bs = inputs.batch_shape
-    return _assemble(inputs, *(torch.stack([_expand(x, bs, d) for x in xs], -d - 1)
+    # the first steps may carry fewer batch dimensions (the model's) than the later ones (the data's)
+    return _assemble(inputs, *(torch.stack(torch.broadcast_tensors(*xs), -d - 1)
                                for xs, d in ((mus, 1), (Sigmas, 2), (ms, 1), (Ss, 2), (step_ll, 0))))
 
 

@@ -120,8 +120,9 @@ class LinearGaussianSSM:
         values = {"initial_mean": m0}
         for name in SYMBOLS:
             value = getattr(self, name)
-            if name != "initial_mean" and value is not None:
-                values[name] = like(SYMBOLS[name], value, m0, "initial_mean's")
+            if name == "initial_mean" or (name == "control_matrix" and value is None):
+                continue
+            values[name] = like(SYMBOLS[name], value, m0, "initial_mean's")
         dx = m0.shape[-1]
         if values["initial_cov"].ndim < 2 or values["initial_cov"].shape[-2:] != (dx, dx):
             raise ValueError(f"initial_cov (S_0): expected shape (..., {dx}, {dx}), got {tuple(values['initial_cov'].shape)}")
