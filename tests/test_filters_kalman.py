@@ -25,6 +25,11 @@ from mbrl_course.filters import (
 F64 = torch.float64
 
 
+def sequential_kalman_filter(*args, **kwargs):
+    """kalman_filter's own loop over predict_step / update_step, whatever ``method="auto"`` would choose."""
+    return kalman_filter(*args, method="sequential", **kwargs)
+
+
 def spd(rng: np.random.Generator, n: int, scale: float = 1.0, floor: float = 0.3) -> np.ndarray:
     A = rng.normal(size=(n, n))
     return scale * (A @ A.T / n + floor * np.eye(n))
@@ -125,7 +130,7 @@ def sample_with_nans(rng, model, T, dy, frac=0.3, full_rows=(2,)):
     return y
 
 
-@pytest.mark.parametrize("filter_fn", [kalman_filter, parallel_kalman_filter])
+@pytest.mark.parametrize("filter_fn", [sequential_kalman_filter, parallel_kalman_filter])
 @pytest.mark.parametrize("du", [0, 2])
 def test_log_likelihood_equals_joint_gaussian_density_with_nans(filter_fn, du):
     rng = np.random.default_rng(0 + du)
@@ -227,7 +232,7 @@ def test_parallel_equals_sequential_batched(T):
     models = [random_model(rng, dx, dy, T, du=du) for _ in range(B)]
     stacked = {k: np.stack([m[k] for m in models]) for k in models[0]}
     ys = np.stack([sample_with_nans(rng, m, T, dy, full_rows=(0,) if T > 2 else ()) for m in models])
-    seq = call(kalman_filter, ys, stacked)
+    seq = call(sequential_kalman_filter, ys, stacked)
     par = call(parallel_kalman_filter, ys, stacked)
     for name in ("filtered_means", "filtered_covs", "predicted_means", "predicted_covs", "predicted_obs_means",
                  "predicted_obs_covs", "step_log_likelihoods", "log_likelihood"):
@@ -238,7 +243,7 @@ def test_parallel_equals_sequential_batched(T):
                  "smoothed_initial_cov"):
         torch.testing.assert_close(getattr(s_par, name), getattr(s_seq, name), rtol=1e-9, atol=1e-10, msg=name)
     # each batch entry equals its own unbatched run
-    one = call(kalman_filter, ys[1], models[1])
+    one = call(sequential_kalman_filter, ys[1], models[1])
     torch.testing.assert_close(seq.filtered_means[1], one.filtered_means, rtol=1e-12, atol=1e-12)
 
 
@@ -252,14 +257,14 @@ def test_parallel_equals_sequential_with_model_shared_across_a_data_batch():
     ys = rng.normal(size=(3, 5, T, dy))
     ys[0, 1, 4] = np.nan
     ys[2, 3, 7:9, 0] = np.nan
-    for seq, par in ((kalman_filter, parallel_kalman_filter), (rts_smoother, parallel_rts_smoother)):
+    for seq, par in ((sequential_kalman_filter, parallel_kalman_filter), (rts_smoother, parallel_rts_smoother)):
         a, b = call(seq, ys, model), call(par, ys, model)
         for name, value in vars(a).items():
             if isinstance(value, torch.Tensor):
                 assert getattr(b, name).shape == value.shape, name
                 torch.testing.assert_close(getattr(b, name), value, rtol=1e-9, atol=1e-10, msg=name)
     fully_observed = call(parallel_kalman_filter, np.nan_to_num(ys), model)
-    torch.testing.assert_close(fully_observed.log_likelihood, call(kalman_filter, np.nan_to_num(ys), model).log_likelihood,
+    torch.testing.assert_close(fully_observed.log_likelihood, call(sequential_kalman_filter, np.nan_to_num(ys), model).log_likelihood,
                                rtol=1e-10, atol=1e-10)
 
 
@@ -291,7 +296,7 @@ def test_filtering_versus_prediction():
     y = rng.normal(size=(T, dy))
     y2 = y.copy()
     y2[t] += 5.0
-    for fn in (kalman_filter, parallel_kalman_filter):
+    for fn in (sequential_kalman_filter, parallel_kalman_filter):
         a, b = call(fn, y, model), call(fn, y2, model)
         torch.testing.assert_close(a.predicted_means[: t + 1], b.predicted_means[: t + 1], rtol=0, atol=1e-12)
         torch.testing.assert_close(a.predicted_covs[: t + 1], b.predicted_covs[: t + 1], rtol=0, atol=1e-12)
@@ -405,7 +410,7 @@ def test_agrees_with_filterpy_class_api():
         ll += kf.log_likelihood
         xs.append(kf.x.copy())
         Ps.append(kf.P.copy())
-    for fn in (kalman_filter, parallel_kalman_filter):
+    for fn in (sequential_kalman_filter, parallel_kalman_filter):
         res = call(fn, y, model)
         np.testing.assert_allclose(res.filtered_means.numpy(), np.array(xs), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(res.filtered_covs.numpy(), np.array(Ps), rtol=1e-9, atol=1e-10)
@@ -445,7 +450,7 @@ def test_agrees_with_pykalman_including_missing_rows():
     np.testing.assert_allclose(sm.smoothed_covs.numpy(), sm_c, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("fn", [kalman_filter, parallel_kalman_filter])
+@pytest.mark.parametrize("fn", [sequential_kalman_filter, parallel_kalman_filter])
 def test_all_nan_sequence_gives_prior_predictions_and_zero_log_likelihood(fn):
     rng = np.random.default_rng(11)
     T, dx, dy = 10, 2, 3
@@ -468,7 +473,7 @@ def test_float32_agrees_with_float64():
     T = 200
     model = _cv_model()
     y = simulate(rng, model, T)
-    for fn in (kalman_filter, parallel_kalman_filter):
+    for fn in (sequential_kalman_filter, parallel_kalman_filter):
         r64 = call(fn, y, model, F64)
         r32 = call(fn, y, model, torch.float32)
         assert r32.log_likelihood.dtype == torch.float32
@@ -488,7 +493,7 @@ def test_covariances_stay_symmetric_positive_definite_over_1e5_steps_float32():
     gen = torch.Generator().manual_seed(0)
     y = torch.cumsum(torch.randn(T, 1, generator=gen) * 1e-2, 0).to(torch.float32)
     m0, S0 = torch.zeros(2), torch.eye(2) * 1e3
-    for fn in (kalman_filter, parallel_kalman_filter):
+    for fn in (sequential_kalman_filter, parallel_kalman_filter):
         res = fn(y, m0, S0, E, F, C, D)
         S = res.filtered_covs.double()
         assert torch.isfinite(res.filtered_means).all() and torch.isfinite(res.log_likelihood)
@@ -567,7 +572,7 @@ def test_filters_on_cuda_match_cpu():
     cpu = call(kalman_filter, y, model)
     tm = {k: v.cuda() for k, v in to_torch(model).items()}
     y_gpu = torch.tensor(y, dtype=F64, device="cuda")
-    for fn in (kalman_filter, parallel_kalman_filter):
+    for fn in (sequential_kalman_filter, parallel_kalman_filter):
         res = fn(y_gpu, tm["initial_mean"], tm["initial_cov"], tm["transition_matrix"], tm["transition_cov"],
                  tm["emission_matrix"], tm["emission_cov"], tm["controls"], tm["control_matrix"])
         assert res.filtered_means.device.type == "cuda"

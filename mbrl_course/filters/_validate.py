@@ -1,7 +1,8 @@
 """Argument preparation for the filters: shapes, dtypes, devices and covariance checks.
 
-Every public filter calls :func:`prepare_linear_gaussian` (or the smaller helpers) once at its
-entry, so the numerical code below it can trust its inputs. Errors name the argument, the
+A :class:`~mbrl_course.filters.LinearGaussianSSM` checks its parameters once, when it is built;
+every linear-Gaussian filter then checks one call's data against it with
+:func:`prepare_filter_inputs`, so the numerical code below can trust its inputs. Errors name the argument, the
 slide's symbol for it, what was expected and what came.
 """
 
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from mbrl_course._checks import as_tensor, check_finite
+
+if TYPE_CHECKING:
+    from mbrl_course.filters.params import LinearGaussianSSM
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -39,19 +44,22 @@ def observations_tensor(observations) -> torch.Tensor:
     return y
 
 
-def like(name: str, value, reference: torch.Tensor) -> torch.Tensor:
-    """Convert ``value`` to ``reference``'s dtype/device; a tensor of another dtype/device is refused."""
+def like(name: str, value, reference: torch.Tensor, reference_name: str = "the observations'") -> torch.Tensor:
+    """Convert ``value`` to ``reference``'s dtype/device; a tensor of another dtype/device is refused.
+
+    ``reference_name`` says in an error whose dtype and device these are.
+    """
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
         if value.dtype != reference.dtype:
             raise TypeError(
-                f"{name}: expected dtype {reference.dtype} (the dtype of the observations), "
+                f"{name}: expected dtype {reference.dtype} ({reference_name} dtype), "
                 f"got {value.dtype}; convert it with .to({reference.dtype})"
             )
         if value.device != reference.device:
             raise ValueError(
-                f"{name}: expected a tensor on {reference.device} (the observations' device), "
+                f"{name}: expected a tensor on {reference.device} ({reference_name} device), "
                 f"got one on {value.device}"
             )
         out = value
@@ -163,29 +171,19 @@ def broadcast_batch(named_shapes: list[tuple[str, tuple[int, ...]]]) -> torch.Si
 
 
 @dataclass
-class LinearGaussianArgs:
-    """Checked inputs of a linear-Gaussian filter, every matrix with a time axis of size T or 1."""
+class FilterInputs:
+    """One call's checked inputs of a linear-Gaussian filter: the model and the data it filters."""
 
+    model: LinearGaussianSSM
+    """θ with every matrix on a time axis of size T or 1, ``(..., T|1, r, c)``, covariances symmetrised"""
     observations: torch.Tensor
-    """y_t with missing entries set to 0: (..., T, dy)"""
+    """y_t, NaN where missing: (..., T, dy)"""
     mask: torch.Tensor | None
     """True where y_t's entry is observed: (..., T, dy); None when nothing is missing"""
-    initial_mean: torch.Tensor
-    """m_0: (..., dx)"""
-    initial_cov: torch.Tensor
-    """S_0: (..., dx, dx)"""
-    transition_matrix: torch.Tensor
-    """E_t: (..., T|1, dx, dx)"""
-    transition_cov: torch.Tensor
-    """F_t: (..., T|1, dx, dx)"""
-    emission_matrix: torch.Tensor
-    """C: (..., T|1, dy, dx)"""
-    emission_cov: torch.Tensor
-    """D: (..., T|1, dy, dy)"""
     offsets: torch.Tensor | None
     """B u_t: (..., T, dx), or None without controls"""
     batch_shape: torch.Size
-    """broadcast batch shape of all arguments"""
+    """broadcast batch shape of the model, the observations and the controls"""
 
     @property
     def num_steps(self) -> int:
@@ -193,79 +191,52 @@ class LinearGaussianArgs:
 
     @property
     def state_dim(self) -> int:
-        return self.initial_mean.shape[-1]
+        return self.model.state_dim
 
     @property
-    def obs_dim(self) -> int:
-        return self.observations.shape[-1]
+    def observed_values(self) -> torch.Tensor:
+        """y_t with missing entries set to 0: (..., T, dy)."""
+        if self.mask is None:
+            return self.observations
+        return torch.where(self.mask, self.observations, torch.zeros((), dtype=self.observations.dtype,
+                                                                     device=self.observations.device))
 
 
-def prepare_linear_gaussian(
-    observations,
-    initial_mean,
-    initial_cov,
-    transition_matrix,
-    transition_cov,
-    emission_matrix,
-    emission_cov,
-    controls=None,
-    control_matrix=None,
-    *,
-    check_covariances: bool = True,
-) -> LinearGaussianArgs:
-    """Check and normalise the arguments of the linear-Gaussian filters and smoothers."""
+def control_offsets(model: LinearGaussianSSM, controls, num_steps: int) -> torch.Tensor | None:
+    """B u_t for ``controls: (..., T, du)`` u_t under ``model`` (matrices on a time axis of size T or 1).
+
+    Returns ``(..., T, dx)``, or None without controls; refuses controls for a model without B.
+    """
+    if controls is None:
+        return None
+    if model.control_matrix is None:
+        raise ValueError("controls: given, but the model has no control_matrix (B) for the term B u_t")
+    u = like("controls (u_t)", controls, model.initial_mean, "the model's")
+    if u.ndim < 2 or u.shape[-2:] != (num_steps, model.control_dim):
+        raise ValueError(f"controls (u_t): expected shape (..., T, du) = (..., {num_steps}, {model.control_dim}), "
+                         f"got {tuple(u.shape)}")
+    return (model.control_matrix @ u.unsqueeze(-1)).squeeze(-1)
+
+
+def prepare_filter_inputs(model: LinearGaussianSSM, observations, controls=None) -> FilterInputs:
+    """Check the data of one call against a (validated) model: dtype, device, dy, T, controls, batch."""
     y = observations_tensor(observations)
-    num_steps, dy = y.shape[-2], y.shape[-1]
-    m0 = vector("initial_mean (m_0)", initial_mean, None, y)
-    dx = m0.shape[-1]
-    if dx == 0:
-        raise ValueError("initial_mean (m_0): expected a state dimension dx >= 1, got 0")
-    S0 = matrix("initial_cov (S_0)", initial_cov, dx, dx, y)
-    E = time_matrix("transition_matrix (E_t)", transition_matrix, dx, dx, num_steps, y)
-    F = time_matrix("transition_cov (F_t)", transition_cov, dx, dx, num_steps, y)
-    C = time_matrix("emission_matrix (C)", emission_matrix, dy, dx, num_steps, y)
-    D = time_matrix("emission_cov (D)", emission_cov, dy, dy, num_steps, y)
-    if check_covariances:
-        check_covariance("initial_cov (S_0)", S0, definite=False)
-        check_covariance("transition_cov (F_t)", F, definite=False)
-        check_covariance("emission_cov (D)", D, definite=True)
-    shapes = [
-        ("observations", y.shape[:-2]),
-        ("initial_mean (m_0)", m0.shape[:-1]),
-        ("initial_cov (S_0)", S0.shape[:-2]),
-        ("transition_matrix (E_t)", E.shape[:-3]),
-        ("transition_cov (F_t)", F.shape[:-3]),
-        ("emission_matrix (C)", C.shape[:-3]),
-        ("emission_cov (D)", D.shape[:-3]),
-    ]
-    offsets = None
-    if (controls is None) != (control_matrix is None):
-        given, missing = ("controls", "control_matrix") if controls is not None else ("control_matrix", "controls")
-        raise ValueError(f"{missing}: required when {given} is given (the control term B u_t needs both)")
-    if controls is not None:
-        u = like("controls (u_t)", controls, y)
-        if u.ndim < 2 or u.shape[-2] != num_steps:
-            raise ValueError(
-                f"controls (u_t): expected shape (..., T, du) with T = {num_steps}, got {tuple(u.shape)}"
-            )
-        B = time_matrix("control_matrix (B)", control_matrix, dx, u.shape[-1], num_steps, y)
-        shapes += [("controls (u_t)", u.shape[:-2]), ("control_matrix (B)", B.shape[:-3])]
-        offsets = (B @ u.unsqueeze(-1)).squeeze(-1)
+    ref = model.initial_mean
+    if y.dtype != ref.dtype:
+        raise TypeError(f"observations: expected dtype {ref.dtype} (the model's dtype), got {y.dtype}; "
+                        f"convert one of them with .to()")
+    if y.device != ref.device:
+        raise ValueError(f"observations: expected a tensor on {ref.device} (the model's device), got one on {y.device}")
+    if y.shape[-1] != model.obs_dim:
+        raise ValueError(f"observations: expected shape (..., T, {model.obs_dim}) (dy of emission_matrix C), "
+                         f"got {tuple(y.shape)}")
+    num_steps = y.shape[-2]
+    stepped = model.for_steps(num_steps)
+    shapes = [("the model", model.batch_shape), ("observations", y.shape[:-2])]
+    offsets = control_offsets(stepped, controls, num_steps)
+    if offsets is not None:
+        shapes.append(("controls (u_t)", offsets.shape[:-2]))
     batch_shape = broadcast_batch(shapes)
     missing = torch.isnan(y)
-    mask = None
-    if bool(missing.any()):
-        mask = ~missing
-        y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
-    return LinearGaussianArgs(
-        observations=y,
-        mask=mask,
-        initial_mean=m0,
-        initial_cov=0.5 * (S0 + S0.mT),
-        transition_matrix=E,
-        transition_cov=0.5 * (F + F.mT),
-        emission_matrix=C,
-        emission_cov=0.5 * (D + D.mT),
-        offsets=offsets,
-        batch_shape=batch_shape,
-    )
+    mask = ~missing if bool(missing.any()) else None
+    return FilterInputs(model=stepped, observations=y, mask=mask, offsets=offsets, batch_shape=batch_shape)

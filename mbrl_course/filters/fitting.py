@@ -2,11 +2,13 @@
 
 θ_* = argmax_θ Σ_t log ∫ p(y_t | s_t) p(s_t | Y_{1:t-1}, θ) ds_t, the slide's "Parameterizing the
 filtering model": the Kalman filter computes every term exactly, autograd differentiates it, and
-a gradient-based optimiser (L-BFGS or Adam) climbs it.
+a gradient-based optimiser (L-BFGS or Adam) climbs it. :class:`LinearGaussianModel` is the
+linear-Gaussian θ as learnable parameters.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +18,73 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_choice, check_positive_float, check_positive_int
+from mbrl_course.filters.kalman import KalmanFilterResult, kalman_filter, method_from_parallel
+from mbrl_course.filters.params import LinearGaussianSSM, positive_definite, positive_definite_inverse
+
+
+class LinearGaussianModel(nn.Module):
+    """The learnable θ = {m_0, S_0, E, F, C, D, B} of a :class:`~mbrl_course.filters.LinearGaussianSSM`, for :func:`fit`.
+
+    p(s_0) = N(m_0, S_0), p(s_t | s_{t-1}, u_t) = N(E s_{t-1} + B u_t, F), p(y_t | s_t) = N(C s_t, D).
+
+    Built from a ``LinearGaussianSSM`` (its values are the starting point), or from the same fields
+    as separate arguments, ``LinearGaussianModel(initial_mean, initial_cov, transition_matrix,
+    transition_cov, emission_matrix, emission_cov, control_matrix=None)``, which are checked by the
+    container. Each field becomes an ``nn.Parameter`` of the same name (the names ``fit(trainable=...)``
+    accepts); a covariance is stored as ``<name>_unconstrained``, its log-Cholesky factor (see
+    :func:`~mbrl_course.filters.positive_definite`), so any value of it is a valid covariance, and
+    read back through a property. :meth:`ssm` gives the current θ as a container.
+    """
+
+    COVARIANCES = ("initial_cov", "transition_cov", "emission_cov")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+        ssm = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], LinearGaussianSSM) else (
+            LinearGaussianSSM(*args, **kwargs))
+        for name in (f.name for f in dataclasses.fields(ssm)):  # m_0, S_0, E, F, C, D, B
+            value = getattr(ssm, name)
+            if name in self.COVARIANCES:
+                self.register_parameter(name + "_unconstrained", nn.Parameter(positive_definite_inverse(value.detach())))
+            elif value is not None:
+                self.register_parameter(name, nn.Parameter(value.detach().clone()))
+            else:
+                setattr(self, name, None)
+
+    @classmethod
+    def from_ssm(cls, ssm: LinearGaussianSSM) -> LinearGaussianModel:
+        """Learnable copy of a :class:`LinearGaussianSSM` (its current values are the starting point)."""
+        return cls(ssm)
+
+    @property
+    def initial_cov(self) -> torch.Tensor:
+        """S_0 = positive_definite(initial_cov_unconstrained)."""
+        return positive_definite(self.initial_cov_unconstrained)
+
+    @property
+    def transition_cov(self) -> torch.Tensor:
+        """F = positive_definite(transition_cov_unconstrained)."""
+        return positive_definite(self.transition_cov_unconstrained)
+
+    @property
+    def emission_cov(self) -> torch.Tensor:
+        """D = positive_definite(emission_cov_unconstrained)."""
+        return positive_definite(self.emission_cov_unconstrained)
+
+    def ssm(self) -> LinearGaussianSSM:
+        """The current θ as a :class:`LinearGaussianSSM` (differentiable tensors)."""
+        return LinearGaussianSSM(self.initial_mean, self.initial_cov, self.transition_matrix, self.transition_cov,
+                                 self.emission_matrix, self.emission_cov, self.control_matrix)
+
+    def filter(self, observations: torch.Tensor, controls: torch.Tensor | None = None,
+               parallel: bool | None = None) -> KalmanFilterResult:
+        """:func:`~mbrl_course.filters.kalman_filter` under the current θ (``parallel``: None lets it choose)."""
+        return kalman_filter(self.ssm(), observations, controls, method=method_from_parallel(parallel))
+
+    def log_likelihood(self, observations: torch.Tensor, controls: torch.Tensor | None = None,
+                       parallel: bool | None = None) -> torch.Tensor:
+        """log p(Y_{1:T} | θ) = Σ_t log ∫ p(y_t | s_t) p(s_t | Y_{1:t-1}, θ) ds_t: (...)."""
+        return self.filter(observations, controls, parallel).log_likelihood
 
 
 @dataclass
@@ -132,4 +201,4 @@ def fit(
     return FitResult(model=model, log_likelihoods=torch.tensor(trace, dtype=torch.float64), converged=converged)
 
 
-__all__ = ["FitConfig", "FitResult", "fit"]
+__all__ = ["FitConfig", "FitResult", "LinearGaussianModel", "fit"]

@@ -1,4 +1,4 @@
-"""The Kalman filter, the RTS smoother and k-step prediction (sequential in time).
+"""The Kalman filter, the RTS smoother and k-step prediction.
 
 The slide's linear-Gaussian state-space model::
 
@@ -6,33 +6,43 @@ The slide's linear-Gaussian state-space model::
     p(s_t | s_{t-1}) = N(s_t | E_t s_{t-1} + B u_t, F_t)        t = 1..T
     p(y_t | s_t)     = N(y_t | C s_t, D)
 
-Argument names map to the symbols as follows: ``initial_mean`` m_0, ``initial_cov`` S_0,
+θ = {m_0, S_0, E_t, F_t, C, D, B} is one :class:`~mbrl_course.filters.LinearGaussianSSM` ``params``
+whose fields map to the symbols as follows: ``initial_mean`` m_0, ``initial_cov`` S_0,
 ``transition_matrix`` E_t, ``transition_cov`` F_t, ``emission_matrix`` C, ``emission_cov`` D,
-``control_matrix`` B, ``controls`` u_t. Every y_t is preceded by a prediction step from
-s_{t-1}, so y_1 is predicted from the prior p(s_0).
+``control_matrix`` B; ``controls`` u_t come with the data. Every y_t is preceded by a prediction
+step from s_{t-1}, so y_1 is predicted from the prior p(s_0).
 
-Shapes: ``observations: (..., T, dy)``; ``initial_mean: (..., dx)``; ``initial_cov: (..., dx, dx)``;
-each of E_t, F_t, C, D, B either fixed, ``(dx, dx)`` etc., or time-varying with a T axis,
-``(..., T, dx, dx)`` (a time axis of size 1 is shared by all steps); ``controls: (..., du)`` per
-step, i.e. ``(..., T, du)``. Leading batch dimensions broadcast against each other.
+Shapes: ``observations: (..., T, dy)``; ``controls: (..., T, du)``; the model's fields as in
+:class:`~mbrl_course.filters.LinearGaussianSSM` (fixed or time-varying, with batch dimensions).
+Leading batch dimensions of the model and the data broadcast against each other.
+
+:func:`kalman_filter` is the loop :func:`predict_step` -> :func:`update_step` the lecture shows;
+with ``method="auto"`` (the default) it runs the parallel-in-time scan of :mod:`.parallel`
+instead where that is faster, with the same numbers.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from mbrl_course._checks import check_positive_int
-from mbrl_course.filters._gaussian import LOG_2PI, condition, mask_emission, matvec, symmetrize
+from mbrl_course._checks import check_choice, check_positive_int
+from mbrl_course.filters._gaussian import condition, mask_emission, matvec, symmetrize
 from mbrl_course.filters._validate import (
-    LinearGaussianArgs,
+    FilterInputs,
     check_covariance,
-    like,
+    control_offsets,
     matrix,
-    prepare_linear_gaussian,
-    time_matrix,
+    prepare_filter_inputs,
     vector,
+)
+from mbrl_course.filters.params import (
+    FILTER_ARGUMENTS,
+    PREDICT_ARGUMENTS,
+    LinearGaussianSSM,
+    accepts_separate_arguments,
 )
 
 
@@ -138,11 +148,10 @@ def update_step(
     y_t, ``emission_matrix: (..., dy, dx)`` C, ``emission_cov: (..., dy, dy)`` D.
     Returns ``(m_t: (..., dx), S_t: (..., dx, dx), log_lik: (...))``. No argument checks (an inner step).
     """
-    mask = ~torch.isnan(observation)
-    C, D = mask_emission(emission_matrix, emission_cov, mask)
-    y = torch.where(mask, observation, torch.zeros_like(observation))
-    residual = y - matvec(C, predicted_mean)
-    return condition(predicted_mean, predicted_cov, residual, C, D, mask.sum(-1).to(predicted_mean.dtype))
+    observed = ~torch.isnan(observation)
+    C, D = mask_emission(emission_matrix, emission_cov, observed)
+    residual = torch.where(observed, observation - matvec(C, predicted_mean), 0.0)  # y_t - u_t, 0 where missing
+    return condition(predicted_mean, predicted_cov, residual, C, D, observed)
 
 
 def _per_step(x: torch.Tensor, num_steps: int) -> list[torch.Tensor]:
@@ -152,77 +161,41 @@ def _per_step(x: torch.Tensor, num_steps: int) -> list[torch.Tensor]:
     return list(x.unbind(-3))
 
 
-def _observed_emission(args: LinearGaussianArgs):
-    """C, D per step with missing entries masked, and the number of observed entries per step."""
-    C, D = args.emission_matrix, args.emission_cov
-    if args.mask is None:
-        return C, D, args.obs_dim
-    Cm, Dm = mask_emission(C, D, args.mask)
-    return Cm, Dm, args.mask.sum(-1).to(args.observations.dtype)
-
-
-def _predictive_obs(C: torch.Tensor, D: torch.Tensor, mu: torch.Tensor, Sigma: torch.Tensor):
-    """u_t = C μ_t, V_t = D + C Σ_t Cᵀ for all t at once."""
-    return matvec(C, mu), symmetrize(D + C @ Sigma @ C.mT)
-
-
 def _expand(x: torch.Tensor, batch_shape: torch.Size, event_dims: int) -> torch.Tensor:
     return x.expand(batch_shape + x.shape[x.ndim - event_dims :])
 
 
-def run_kalman_filter(args: LinearGaussianArgs) -> KalmanFilterResult:
-    """The sequential filter on checked arguments (see :func:`kalman_filter`).
+def run_kalman_filter(inputs: FilterInputs) -> KalmanFilterResult:
+    """The sequential filter on checked inputs (see :func:`kalman_filter`): the lecture's loop.
 
-    The loop is :func:`predict_step` followed by :func:`update_step`, written out with column
-    vectors and with log N(y_t | u_t, V_t) evaluated for all t after the loop: the per-step work
-    is then a dozen small tensor operations, which is what bounds a sequential filter's speed.
+    For t = 1..T: (μ_t, Σ_t) = :func:`predict_step` (m_{t-1}, S_{t-1}), then
+    (m_t, S_t, log p(y_t | Y_{1:t-1})) = :func:`update_step` (μ_t, Σ_t, y_t).
     """
-    T, dx = args.num_steps, args.state_dim
-    Es = _per_step(args.transition_matrix, T)
-    Fs = _per_step(args.transition_cov, T)
-    Cm, Dm, n_obs = _observed_emission(args)
-    Cs, Ds = _per_step(Cm, T), _per_step(Dm, T)
-    ys = list(args.observations.unsqueeze(-1).unbind(-3))
-    offsets = list(args.offsets.unsqueeze(-1).unbind(-3)) if args.offsets is not None else [None] * T
-    eye = torch.eye(dx, dtype=args.observations.dtype, device=args.observations.device)
-
-    bs = args.batch_shape
-    m, S = _expand(args.initial_mean, bs, 1).unsqueeze(-1), _expand(args.initial_cov, bs, 2)
-    mus, Sigmas, ms, Ss, residuals, chols = [], [], [], [], [], []
+    model, T = inputs.model, inputs.num_steps
+    Es, Fs = _per_step(model.transition_matrix, T), _per_step(model.transition_cov, T)
+    Cs, Ds = _per_step(model.emission_matrix, T), _per_step(model.emission_cov, T)
+    ys = inputs.observations.unbind(-2)
+    offsets = inputs.offsets.unbind(-2) if inputs.offsets is not None else [None] * T
+    m, S = model.initial_mean, model.initial_cov
+    mus, Sigmas, ms, Ss, step_ll = [], [], [], [], []
     for t in range(T):
-        E, F, C, D = Es[t], Fs[t], Cs[t], Ds[t]
-        # marginalisation: μ = E_t m_{t-1} (+ B u_t),  Σ = F_t + E_t S_{t-1} E_tᵀ
-        mu = E @ m if offsets[t] is None else E @ m + offsets[t]
-        Sigma = F + E @ S @ E.mT
-        # p(y_t | Y_{1:t-1}): V_t = D + C Σ Cᵀ through its Cholesky factor (which reads the lower triangle)
-        CS = C @ Sigma
-        L = torch.linalg.cholesky(CS @ C.mT + D)
-        # inference, Joseph form: K = Σ Cᵀ V⁻¹, m = μ + K (y - C μ), S = (I - K C) Σ (I - K C)ᵀ + K D Kᵀ
-        K = torch.cholesky_solve(CS, L).mT
-        r = ys[t] - C @ mu
-        m = mu + K @ r
-        I_KC = eye - K @ C
-        S = I_KC @ Sigma @ I_KC.mT + K @ D @ K.mT
-        S = 0.5 * (S + S.mT)
+        mu, Sigma = predict_step(m, S, Es[t], Fs[t], offsets[t])
+        m, S, log_lik = update_step(mu, Sigma, ys[t], Cs[t], Ds[t])
         mus.append(mu)
         Sigmas.append(Sigma)
         ms.append(m)
         Ss.append(S)
-        residuals.append(r)
-        chols.append(L)
-    # log p(y_t | Y_{1:t-1}) = log N(r_t; 0, V_t) for all t at once
-    L = torch.stack(chols, -3)
-    z = torch.linalg.solve_triangular(L, torch.stack(residuals, -3), upper=False).squeeze(-1)
-    step_ll = (-0.5 * (z * z).sum(-1) - torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1)
-               - 0.5 * LOG_2PI * n_obs)
-    return _assemble(args, torch.stack(mus, -3).squeeze(-1), symmetrize(torch.stack(Sigmas, -3)),
-                     torch.stack(ms, -3).squeeze(-1), torch.stack(Ss, -3), step_ll)
+        step_ll.append(log_lik)
+    # the first steps may carry fewer batch dimensions (the model's) than the later ones (the data's)
+    return _assemble(inputs, *(torch.stack(torch.broadcast_tensors(*xs), -d - 1)
+                               for xs, d in ((mus, 1), (Sigmas, 2), (ms, 1), (Ss, 2), (step_ll, 0))))
 
 
-def _assemble(args, mu, Sigma, m, S, step_ll) -> KalmanFilterResult:
-    bs = args.batch_shape
-    u, V = _predictive_obs(args.emission_matrix, args.emission_cov, mu, Sigma)
-    step_ll = _expand(step_ll, bs + (args.num_steps,), 0) if step_ll.shape != bs + (args.num_steps,) else step_ll
+def _assemble(inputs: FilterInputs, mu, Sigma, m, S, step_ll) -> KalmanFilterResult:
+    """The result from μ_t, Σ_t, m_t, S_t and log p(y_t | Y_{1:t-1}), with u_t = C μ_t, V_t = D + C Σ_t Cᵀ."""
+    bs, C, D = inputs.batch_shape, inputs.model.emission_matrix, inputs.model.emission_cov
+    u, V = matvec(C, mu), symmetrize(D + C @ Sigma @ C.mT)
+    step_ll = _expand(step_ll, bs + (inputs.num_steps,), 0)
     return KalmanFilterResult(
         filtered_means=_expand(m, bs, 2),
         filtered_covs=_expand(S, bs, 3),
@@ -235,16 +208,48 @@ def _assemble(args, mu, Sigma, m, S, step_ll) -> KalmanFilterResult:
     )
 
 
+METHODS = ("auto", "sequential", "parallel")
+PARALLEL_MIN_STEPS = 16
+"""``method="auto"`` runs the parallel scan from this many time steps T on (see :func:`choose_method`)"""
+PARALLEL_MIN_STEPS_LARGE_BATCH = 4
+"""... and from this many for a batch of at least :data:`LARGE_BATCH` sequences"""
+LARGE_BATCH = 256
+
+
+def choose_method(inputs: FilterInputs, method: str = "auto") -> str:
+    """``"sequential"`` or ``"parallel"``: ``method`` itself, or for ``"auto"`` the faster of the two.
+
+    The rule, from ``benchmarks/filtering.py --sweep`` (CPU, float64, dx = 4, dy = 2, 1 thread): the
+    parallel scan from T >= 16 steps on (T >= 4 for a batch of B >= 256 sequences), the sequential
+    loop below. Measured sequential / parallel time: B = 1: 0.7 at T = 8, 1.2 at T = 16, 17 at T = 1000;
+    B = 16: 1.0 at T = 8, 1.5 at T = 16, 16 at T = 1000; B = 256: 1.0 at T = 2, 1.4 at T = 4, 8 at
+    T = 1000; with two threads on a loaded 2-core machine the scan won by more. Below the thresholds
+    both take about a millisecond. The same rule holds on a GPU (not measured here): each step of the
+    loop launches dozens of small kernels, so the scan pays off at least as early there.
+
+    Nothing else enters: the scan handles everything the loop does (batches of models and data,
+    time-varying matrices, controls, NaN-masked observations, singular F_t and S_0, autograd), and
+    both compute the same numbers up to round-off (tests: agreement to 1e-8 in float64).
+    """
+    if method != "auto":
+        return method
+    batch = math.prod(inputs.batch_shape)
+    min_steps = PARALLEL_MIN_STEPS_LARGE_BATCH if batch >= LARGE_BATCH else PARALLEL_MIN_STEPS
+    return "parallel" if inputs.num_steps >= min_steps else "sequential"
+
+
+def method_from_parallel(parallel: bool | None) -> str:
+    """The ``method`` of :func:`kalman_filter` for the models' ``parallel`` flag: None -> "auto"."""
+    return "auto" if parallel is None else ("parallel" if parallel else "sequential")
+
+
+@accepts_separate_arguments(FILTER_ARGUMENTS)
 def kalman_filter(
+    params: LinearGaussianSSM,
     observations: torch.Tensor,
-    initial_mean: torch.Tensor,
-    initial_cov: torch.Tensor,
-    transition_matrix: torch.Tensor,
-    transition_cov: torch.Tensor,
-    emission_matrix: torch.Tensor,
-    emission_cov: torch.Tensor,
     controls: torch.Tensor | None = None,
-    control_matrix: torch.Tensor | None = None,
+    *,
+    method: str = "auto",
 ) -> KalmanFilterResult:
     """The Kalman filter: the slide's Bayesian filtering recursion for the linear-Gaussian SSM.
 
@@ -254,17 +259,21 @@ def kalman_filter(
     - marginalisation  p(y_t | Y_{1:t-1}) = N(u_t, V_t),  u_t = C μ_t,  V_t = D + C Σ_t Cᵀ
     - inference        p(s_t | Y_{1:t}) = N(m_t, S_t),  S_t = (Σ_t⁻¹ + Cᵀ D⁻¹ C)⁻¹,  m_t = S_t (Cᵀ D⁻¹ y_t + Σ_t⁻¹ μ_t)
 
-    and log p(Y_{1:T}) = Σ_t log N(y_t | u_t, V_t). The inference step runs in the equivalent
-    Joseph-form gain update (see :func:`update_step`), which keeps S_t symmetric positive definite
-    over long sequences in float32 and float64.
+    and log p(Y_{1:T}) = Σ_t log N(y_t | u_t, V_t). ``method="sequential"`` runs exactly this loop,
+    :func:`predict_step` then :func:`update_step` for t = 1..T (the inference step in the equivalent
+    Joseph-form gain update, which keeps S_t symmetric positive definite in float32 and float64).
+    ``method="parallel"`` computes the same numbers with the associative scan of
+    :func:`~mbrl_course.filters.parallel_kalman_filter`: O(log T) sequential depth instead of T.
+    ``method="auto"`` (the default) picks the faster of the two by :func:`choose_method`: the scan
+    from T >= 16 steps on (T >= 4 for a batch of 256 or more sequences), the loop for shorter ones.
 
-    Arguments (symbols as on the slide): ``observations: (..., T, dy)`` Y_{1:T};
-    ``initial_mean: (..., dx)`` m_0; ``initial_cov: (..., dx, dx)`` S_0;
-    ``transition_matrix`` E_t and ``transition_cov`` F_t: ``(dx, dx)`` or ``(..., T, dx, dx)``;
-    ``emission_matrix`` C: ``(dy, dx)`` or ``(..., T, dy, dx)``; ``emission_cov`` D: ``(dy, dy)`` or
-    ``(..., T, dy, dy)``; optional ``controls: (..., T, du)`` u_t with ``control_matrix`` B:
-    ``(dx, du)`` or ``(..., T, dx, du)``. Batch dimensions broadcast. D must be positive definite,
-    S_0 and F_t positive semi-definite; all must be symmetric.
+    Arguments: ``params`` θ, a :class:`~mbrl_course.filters.LinearGaussianSSM` (symbols as on the
+    slide: m_0, S_0, E_t, F_t, C, D, B; fixed or time-varying matrices, batch dimensions);
+    ``observations: (..., T, dy)`` Y_{1:T}; optional ``controls: (..., T, du)`` u_t (the model needs
+    a ``control_matrix`` B). Batch dimensions of the model and the data broadcast.
+    The separate-argument call of before, ``kalman_filter(observations, initial_mean, initial_cov,
+    transition_matrix, transition_cov, emission_matrix, emission_cov, controls=None,
+    control_matrix=None)``, still works (see :func:`~mbrl_course.filters.params.accepts_separate_arguments`).
 
     Missing data: NaN entries of y_t are not observed and the update conditions on the observed
     entries only; an entirely NaN y_t skips the update (m_t = μ_t, S_t = Σ_t) and adds 0 to the
@@ -272,11 +281,16 @@ def kalman_filter(
 
     Returns a :class:`KalmanFilterResult`; ``log_likelihood: (...)`` is Σ_t log p(y_t | Y_{1:t-1}).
     """
-    args = prepare_linear_gaussian(
-        observations, initial_mean, initial_cov, transition_matrix, transition_cov,
-        emission_matrix, emission_cov, controls, control_matrix,
-    )
-    return run_kalman_filter(args)
+    check_choice("method", method, METHODS)
+    return _run_filter(prepare_filter_inputs(params, observations, controls), method)
+
+
+def _run_filter(inputs: FilterInputs, method: str) -> KalmanFilterResult:
+    if choose_method(inputs, method) == "parallel":
+        from mbrl_course.filters.parallel import run_parallel_kalman_filter  # parallel.py imports this module
+
+        return run_parallel_kalman_filter(inputs)
+    return run_kalman_filter(inputs)
 
 
 def smoother_gains(
@@ -302,16 +316,11 @@ def smoother_gains(
     return torch.cholesky_solve(transition_matrix @ prev_S, L).mT
 
 
+@accepts_separate_arguments(FILTER_ARGUMENTS)
 def rts_smoother(
+    params: LinearGaussianSSM,
     observations: torch.Tensor,
-    initial_mean: torch.Tensor,
-    initial_cov: torch.Tensor,
-    transition_matrix: torch.Tensor,
-    transition_cov: torch.Tensor,
-    emission_matrix: torch.Tensor,
-    emission_cov: torch.Tensor,
     controls: torch.Tensor | None = None,
-    control_matrix: torch.Tensor | None = None,
 ) -> SmootherResult:
     """Rauch–Tung–Striebel smoother: p(s_t | Y_{1:T}) = N(m^s_t, P^s_t) after a Kalman filter pass.
 
@@ -322,19 +331,19 @@ def rts_smoother(
     P^s_t = S_t + G_t (P^s_{t+1} - Σ_{t+1}) G_tᵀ,
     Cov(s_{t+1}, s_t | Y_{1:T}) = P^s_{t+1} G_tᵀ,
 
-    where m_t, S_t, μ_t, Σ_t are the filter's moments (m_0, S_0 the prior). Arguments, shapes and
-    missing data as in :func:`kalman_filter`; the Σ_t must be invertible (e.g. F_t positive definite).
+    where m_t, S_t, μ_t, Σ_t are the filter's moments (m_0, S_0 the prior), from :func:`kalman_filter`
+    with ``method="auto"``. The backward pass is this sequential loop;
+    :func:`~mbrl_course.filters.parallel_rts_smoother` runs it as a parallel scan too.
+    Arguments (the model or the separate ones), shapes and missing data as in :func:`kalman_filter`;
+    the Σ_t must be invertible (e.g. F_t positive definite).
     """
-    args = prepare_linear_gaussian(
-        observations, initial_mean, initial_cov, transition_matrix, transition_cov,
-        emission_matrix, emission_cov, controls, control_matrix,
-    )
-    filtered = run_kalman_filter(args)
-    gains = smoother_gains(filtered.filtered_covs, filtered.predicted_covs, args.transition_matrix,
-                           args.initial_cov)
+    inputs = prepare_filter_inputs(params, observations, controls)
+    filtered = _run_filter(inputs, "auto")
+    gains = smoother_gains(filtered.filtered_covs, filtered.predicted_covs, inputs.model.transition_matrix,
+                           inputs.model.initial_cov)
     m, S = filtered.filtered_means, filtered.filtered_covs
     mu, Sigma = filtered.predicted_means, filtered.predicted_covs
-    T = args.num_steps
+    T = inputs.num_steps
     ms, Ps = [m[..., T - 1, :]], [S[..., T - 1, :, :]]
     for t in range(T - 2, -1, -1):  # 0-based index t is time t+1
         G = gains[..., t + 1, :, :]
@@ -342,18 +351,17 @@ def rts_smoother(
         Ps.append(symmetrize(S[..., t, :, :] + G @ (Ps[-1] - Sigma[..., t + 1, :, :]) @ G.mT))
     ms.reverse()
     Ps.reverse()
-    return _smoother_result(args, filtered, gains, torch.stack(ms, -2), torch.stack(Ps, -3))
+    return _smoother_result(inputs, filtered, gains, torch.stack(ms, -2), torch.stack(Ps, -3))
 
 
-def _smoother_result(args, filtered, gains, sm, sP) -> SmootherResult:
+def _smoother_result(inputs: FilterInputs, filtered, gains, sm, sP) -> SmootherResult:
     """Add s_0 and the lag-one cross-covariances to smoothed moments of s_{1:T}."""
     G0 = gains[..., 0, :, :]
-    m0 = args.initial_mean
-    S0 = args.initial_cov
+    m0, S0 = inputs.model.initial_mean, inputs.model.initial_cov
     init_mean = m0 + matvec(G0, sm[..., 0, :] - filtered.predicted_means[..., 0, :])
     init_cov = symmetrize(S0 + G0 @ (sP[..., 0, :, :] - filtered.predicted_covs[..., 0, :, :]) @ G0.mT)
     cross = sP @ gains.mT
-    bs = args.batch_shape
+    bs = inputs.batch_shape
     return SmootherResult(
         smoothed_means=_expand(sm, bs, 2),
         smoothed_covs=_expand(sP, bs, 3),
@@ -365,60 +373,40 @@ def _smoother_result(args, filtered, gains, sm, sP) -> SmootherResult:
     )
 
 
+@accepts_separate_arguments(PREDICT_ARGUMENTS)
 def predict(
+    params: LinearGaussianSSM,
     filtered_mean: torch.Tensor,
     filtered_cov: torch.Tensor,
-    transition_matrix: torch.Tensor,
-    transition_cov: torch.Tensor,
-    emission_matrix: torch.Tensor,
-    emission_cov: torch.Tensor,
     num_steps: int,
     controls: torch.Tensor | None = None,
-    control_matrix: torch.Tensor | None = None,
 ) -> PredictionResult:
     """k-step prediction in closed form, k = 1..K (K = ``num_steps``).
 
     p(y_{T+k} | Y_{1:T}) = ∫ p(y_{T+k} | s_{T+k}) Π_{t=T+1}^{T+k} p(s_t | s_{t-1}) p(s_T | Y_{1:T}) ds_{T:T+k}
                          = N(u_{T+k}, V_{T+k}),
 
-    with μ_T = m_T, Σ_T = S_T and, for k = 1..K,
+    with μ_T = m_T, Σ_T = S_T and, for k = 1..K, (μ_{T+k}, Σ_{T+k}) = :func:`predict_step` (μ_{T+k-1}, Σ_{T+k-1}):
     μ_{T+k} = E μ_{T+k-1} (+ B u_{T+k}), Σ_{T+k} = F + E Σ_{T+k-1} Eᵀ, u_{T+k} = C μ_{T+k},
     V_{T+k} = D + C Σ_{T+k} Cᵀ.
 
-    ``filtered_mean: (..., dx)`` m_T, ``filtered_cov: (..., dx, dx)`` S_T (e.g. the last entries of a
-    :class:`KalmanFilterResult`); E, F, C, D (and B) fixed or with a time axis of size K for the
-    future steps; ``controls: (..., K, du)``. Returns a :class:`PredictionResult`.
+    ``params``: the model (its E, F, C, D, B; m_0 and S_0 are not used), matrices fixed or with a time
+    axis of size K for the future steps; ``filtered_mean: (..., dx)`` m_T, ``filtered_cov: (..., dx, dx)``
+    S_T (e.g. the last entries of a :class:`KalmanFilterResult`); ``controls: (..., K, du)``.
+    The call of before, ``predict(filtered_mean, filtered_cov, transition_matrix, transition_cov,
+    emission_matrix, emission_cov, num_steps, controls=None, control_matrix=None)``, still works.
+    Returns a :class:`PredictionResult`.
     """
     K = check_positive_int("num_steps", num_steps)
-    if not isinstance(filtered_mean, torch.Tensor):
-        raise TypeError(f"filtered_mean: expected a tensor, got {type(filtered_mean).__name__}")
-    if filtered_mean.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"filtered_mean: expected dtype float32 or float64, got {filtered_mean.dtype}")
-    ref = filtered_mean
-    m = vector("filtered_mean (m_T)", filtered_mean, None, ref)
+    ref = params.initial_mean
+    m = vector("filtered_mean (m_T)", filtered_mean, params.state_dim, ref)
     dx = m.shape[-1]
     S = matrix("filtered_cov (S_T)", filtered_cov, dx, dx, ref)
     check_covariance("filtered_cov (S_T)", S, definite=False)
-    E = time_matrix("transition_matrix (E)", transition_matrix, dx, dx, K, ref)
-    F = time_matrix("transition_cov (F)", transition_cov, dx, dx, K, ref)
-    check_covariance("transition_cov (F)", F, definite=False)
-    C = like("emission_matrix (C)", emission_matrix, ref)
-    if C.ndim < 2 or C.shape[-1] != dx:
-        raise ValueError(f"emission_matrix (C): expected shape (dy, {dx}) or (..., K, dy, {dx}), got {tuple(C.shape)}")
-    dy = C.shape[-2]
-    C = time_matrix("emission_matrix (C)", C, dy, dx, K, ref)
-    D = time_matrix("emission_cov (D)", emission_cov, dy, dy, K, ref)
-    check_covariance("emission_cov (D)", D, definite=False)
-    offsets = [None] * K
-    if (controls is None) != (control_matrix is None):
-        raise ValueError("controls, control_matrix: give both or neither (the control term is B u_t)")
-    if controls is not None:
-        u = like("controls (u_t)", controls, ref)
-        if u.ndim < 2 or u.shape[-2] != K:
-            raise ValueError(f"controls (u_t): expected shape (..., K, du) with K = {K}, got {tuple(u.shape)}")
-        B = time_matrix("control_matrix (B)", control_matrix, dx, u.shape[-1], K, ref)
-        offsets = list(matvec(B, u).unbind(-2))
-    Es, Fs = _per_step(E, K), _per_step(F, K)
+    model = params.for_steps(K)
+    offsets = control_offsets(model, controls, K)
+    offsets = [None] * K if offsets is None else list(offsets.unbind(-2))
+    Es, Fs = _per_step(model.transition_matrix, K), _per_step(model.transition_cov, K)
     mus, Sigmas = [], []
     mu, Sigma = m, symmetrize(S)
     for k in range(K):
@@ -426,14 +414,16 @@ def predict(
         mus.append(mu)
         Sigmas.append(Sigma)
     mu_all, Sigma_all = torch.stack(mus, -2), torch.stack(Sigmas, -3)
-    u_all, V_all = _predictive_obs(C, D, mu_all, Sigma_all)
-    return PredictionResult(state_means=mu_all, state_covs=Sigma_all, obs_means=u_all, obs_covs=V_all)
+    C, D = model.emission_matrix, model.emission_cov
+    return PredictionResult(state_means=mu_all, state_covs=Sigma_all, obs_means=matvec(C, mu_all),
+                            obs_covs=symmetrize(D + C @ Sigma_all @ C.mT))
 
 
 __all__ = [
     "KalmanFilterResult",
     "PredictionResult",
     "SmootherResult",
+    "choose_method",
     "kalman_filter",
     "predict",
     "predict_step",

@@ -4,7 +4,8 @@ The slide's factorisation, for every model here::
 
     p(S_{1:T}, Y_{1:T}) = p(s_0) Π_{t=1}^T p(y_t | s_t) p(s_t | s_{t-1})
 
-- :class:`LinearGaussianSSM`: the Kalman filter's model, N(E_t s_{t-1} + B u_t, F_t), N(C s_t, D);
+- :class:`LinearGaussianSSM`: the Kalman filter's model, N(E_t s_{t-1} + B u_t, F_t), N(C s_t, D)
+  (defined in :mod:`.params`: it is also the parameter container every linear-Gaussian function takes);
 - :class:`NonlinearGaussianSSM`: N(f(s_{t-1}, u_t), F_t), N(h(s_t), D) (EKF, particle filter);
 - :class:`HiddenMarkovModel`: K discrete states and M discrete observations;
 - :class:`GridSSM`: a continuous Gaussian SSM discretised on K grid points (the Bayesian filter).
@@ -21,19 +22,12 @@ from dataclasses import dataclass
 import torch
 
 from mbrl_course._checks import as_tensor, check_positive_int
-from mbrl_course.filters._gaussian import LOG_2PI, mask_emission, matvec, psd_factor
+from mbrl_course.filters._gaussian import gaussian_log_density, mask_covariance, matvec, psd_factor
 from mbrl_course.filters._validate import SUPPORTED_DTYPES, check_covariance
 from mbrl_course.filters.bayes import BayesianFilterResult, bayesian_filter
-from mbrl_course.filters.kalman import (
-    KalmanFilterResult,
-    PredictionResult,
-    SmootherResult,
-    kalman_filter,
-    predict,
-    rts_smoother,
-)
+from mbrl_course.filters.kalman import KalmanFilterResult
 from mbrl_course.filters.nonlinear import ParticleFilterResult, extended_kalman_filter, particle_filter
-from mbrl_course.filters.parallel import parallel_kalman_filter, parallel_rts_smoother
+from mbrl_course.filters.params import LinearGaussianSSM
 
 
 def _float_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,147 +72,6 @@ def _sample_shape(sample_shape: Sequence[int] | torch.Size | int) -> torch.Size:
     if isinstance(sample_shape, int):
         sample_shape = (sample_shape,)
     return torch.Size(sample_shape)
-
-
-@dataclass
-class LinearGaussianSSM:
-    """p(s_0) = N(m_0, S_0),  p(s_t | s_{t-1}, u_t) = N(E_t s_{t-1} + B u_t, F_t),  p(y_t | s_t) = N(C s_t, D).
-
-    Matrices are fixed, e.g. ``(dx, dx)``, or time-varying ``(..., T, dx, dx)``; leading batch
-    dimensions are allowed (see :func:`~mbrl_course.filters.kalman_filter`).
-    """
-
-    initial_mean: torch.Tensor
-    """m_0: (..., dx)"""
-    initial_cov: torch.Tensor
-    """S_0: (..., dx, dx), symmetric positive semi-definite"""
-    transition_matrix: torch.Tensor
-    """E_t: (dx, dx) or (..., T, dx, dx)"""
-    transition_cov: torch.Tensor
-    """F_t: (dx, dx) or (..., T, dx, dx), symmetric positive semi-definite"""
-    emission_matrix: torch.Tensor
-    """C: (dy, dx) or (..., T, dy, dx)"""
-    emission_cov: torch.Tensor
-    """D: (dy, dy) or (..., T, dy, dy), symmetric positive definite"""
-    control_matrix: torch.Tensor | None = None
-    """B: (dx, du) or (..., T, dx, du); None for a model without controls"""
-
-    def __post_init__(self) -> None:
-        self.initial_mean = _float_tensor("initial_mean", self.initial_mean)
-        ref = self.initial_mean
-        for name in ("initial_cov", "transition_matrix", "transition_cov", "emission_matrix", "emission_cov"):
-            setattr(self, name, _float_tensor(name, getattr(self, name), ref))
-        if self.control_matrix is not None:
-            self.control_matrix = _float_tensor("control_matrix", self.control_matrix, ref)
-
-    @property
-    def state_dim(self) -> int:
-        """dx, the size of s_t."""
-        return self.initial_mean.shape[-1]
-
-    @property
-    def obs_dim(self) -> int:
-        """dy, the size of y_t."""
-        return self.emission_matrix.shape[-2]
-
-    def _filter_args(self, controls):
-        base = (self.initial_mean, self.initial_cov, self.transition_matrix, self.transition_cov,
-                self.emission_matrix, self.emission_cov)
-        if controls is None:
-            return base + (None, None)
-        if self.control_matrix is None:
-            raise ValueError("controls: this model has no control_matrix (B), so it takes no controls")
-        return base + (controls, self.control_matrix)
-
-    def sample(
-        self,
-        num_steps: int,
-        sample_shape: Sequence[int] | int = (),
-        controls: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ancestral sampling: s_0 ~ N(m_0, S_0), s_t ~ N(E_t s_{t-1} + B u_t, F_t), y_t ~ N(C s_t, D).
-
-        Returns ``(states: (*sample_shape, ..., T, dx), observations: (*sample_shape, ..., T, dy))``,
-        the states S_{1:T} (s_0 is drawn but not returned). ``controls: (..., T, du)``.
-        """
-        T = check_positive_int("num_steps", num_steps)
-        shape = _sample_shape(sample_shape)
-        ref = self.initial_mean
-        for name in ("transition_matrix", "transition_cov", "emission_matrix", "emission_cov"):
-            _check_time_axis(name, getattr(self, name), T)
-        check_covariance("initial_cov (S_0)", self.initial_cov, definite=False)
-        check_covariance("transition_cov (F_t)", self.transition_cov, definite=False)
-        check_covariance("emission_cov (D)", self.emission_cov, definite=False)
-        offsets = [None] * T
-        if controls is not None:
-            if self.control_matrix is None:
-                raise ValueError("controls: this model has no control_matrix (B), so it takes no controls")
-            u = _float_tensor("controls", controls, ref)
-            if u.ndim < 2 or u.shape[-2] != T:
-                raise ValueError(f"controls: expected shape (..., T, du) with T = {T}, got {tuple(u.shape)}")
-            _check_time_axis("control_matrix", self.control_matrix, T)
-            offsets = list(matvec(self.control_matrix, u).unbind(-2))
-        batch = _model_batch(
-            self.initial_mean.shape[:-1], self.initial_cov.shape[:-2],
-            *(_matrix_batch(getattr(self, n)) for n in ("transition_matrix", "transition_cov",
-                                                         "emission_matrix", "emission_cov")),
-        )
-
-        def noise(cov_factor: torch.Tensor) -> torch.Tensor:
-            eps = torch.randn(shape + batch + cov_factor.shape[-1:], generator=generator,
-                              dtype=ref.dtype, device=ref.device)
-            return matvec(cov_factor, eps)
-
-        s = self.initial_mean + noise(psd_factor(self.initial_cov))
-        F_factor = psd_factor(self.transition_cov)
-        D_factor = psd_factor(self.emission_cov)
-        states, observations = [], []
-        for t in range(T):
-            E_t = _step(self.transition_matrix, t, 2)
-            Ff = _step(F_factor, t, 2)
-            s = matvec(E_t, s)
-            if offsets[t] is not None:
-                s = s + offsets[t]
-            s = s + noise(Ff)
-            Df = _step(D_factor, t, 2)
-            y = matvec(_step(self.emission_matrix, t, 2), s) + noise(Df)
-            states.append(s)
-            observations.append(y)
-        return torch.stack(states, -2), torch.stack(observations, -2)
-
-    def filter(self, observations: torch.Tensor, controls: torch.Tensor | None = None,
-               parallel: bool = False) -> KalmanFilterResult:
-        """The Kalman filter on this model (``parallel`` picks the associative-scan version)."""
-        fn = parallel_kalman_filter if parallel else kalman_filter
-        return fn(observations, *self._filter_args(controls))
-
-    def smooth(self, observations: torch.Tensor, controls: torch.Tensor | None = None,
-               parallel: bool = False) -> SmootherResult:
-        """The RTS smoother p(s_t | Y_{1:T}) on this model."""
-        fn = parallel_rts_smoother if parallel else rts_smoother
-        return fn(observations, *self._filter_args(controls))
-
-    def log_likelihood(self, observations: torch.Tensor, controls: torch.Tensor | None = None,
-                       parallel: bool = False) -> torch.Tensor:
-        """log p(Y_{1:T}) = Σ_t log p(y_t | Y_{1:t-1}): (...)."""
-        return self.filter(observations, controls, parallel).log_likelihood
-
-    def predict(self, filtered: KalmanFilterResult, num_steps: int,
-                controls: torch.Tensor | None = None) -> PredictionResult:
-        """p(s_{T+k} | Y_{1:T}) and p(y_{T+k} | Y_{1:T}), k = 1..num_steps, from a filter result.
-
-        Uses the model's fixed matrices (for time-varying ones, call :func:`predict` with future E, F, C, D).
-        """
-        for name in ("transition_matrix", "transition_cov", "emission_matrix", "emission_cov"):
-            if getattr(self, name).ndim != 2:
-                raise ValueError(f"{name}: LinearGaussianSSM.predict needs fixed matrices; call filters.predict "
-                                 "with the future time-varying ones")
-        return predict(
-            filtered.filtered_means[..., -1, :], filtered.filtered_covs[..., -1, :, :],
-            self.transition_matrix, self.transition_cov, self.emission_matrix, self.emission_cov,
-            num_steps, controls, None if controls is None else self.control_matrix,
-        )
 
 
 @dataclass
@@ -424,14 +277,9 @@ class GridSSM:
             check_covariance(name, cov, definite=True)
         check_covariance("emission_cov", D, definite=True)
 
-        def log_normal(x, mean, cov):
-            L = torch.linalg.cholesky(cov)
-            z = torch.linalg.solve_triangular(L, (x - mean).unsqueeze(-1), upper=False).squeeze(-1)
-            return -0.5 * (z * z).sum(-1)
-
-        log_pi = log_normal(g, m0, S0)
+        log_pi = gaussian_log_density(g - m0, torch.linalg.cholesky(S0))  # log N(g_k | m_0, S_0)
         f_g = transition_fn(g)  # (K, dx)
-        log_P = log_normal(g.unsqueeze(0), f_g.unsqueeze(1), F)  # [i, j]
+        log_P = gaussian_log_density(g.unsqueeze(0) - f_g.unsqueeze(1), torch.linalg.cholesky(F))  # [i, j]
         return cls(
             grid=g,
             initial_probs=torch.softmax(log_pi, -1),
@@ -452,12 +300,9 @@ class GridSSM:
         dy = h.shape[-1]
         if y.ndim < 2 or y.shape[-1] != dy:
             raise ValueError(f"observations: expected shape (..., T, {dy}), got {tuple(y.shape)}")
-        _, Dm = mask_emission(torch.zeros(dy, 1, dtype=y.dtype, device=y.device), self.emission_cov, mask)
-        L = torch.linalg.cholesky(Dm)  # (..., T, dy, dy)
+        L = torch.linalg.cholesky(mask_covariance(self.emission_cov, mask)).unsqueeze(-3)  # (..., T, 1, dy, dy)
         residual = torch.where(mask.unsqueeze(-2), y0.unsqueeze(-2) - h, torch.zeros_like(h))  # (..., T, K, dy)
-        z = torch.linalg.solve_triangular(L.unsqueeze(-3), residual.unsqueeze(-1), upper=False).squeeze(-1)
-        logdet = torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1)
-        return -0.5 * (z * z).sum(-1) - (logdet + 0.5 * LOG_2PI * mask.sum(-1).to(y.dtype)).unsqueeze(-1)
+        return gaussian_log_density(residual, L, mask.unsqueeze(-2))
 
     def sample(self, num_steps: int, sample_shape: Sequence[int] | int = (),
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 import torch
 
 from mbrl_course._checks import check_choice, check_positive_float, check_positive_int
-from mbrl_course.filters._gaussian import LOG_2PI, condition, mask_emission, psd_factor, symmetrize
+from mbrl_course.filters._gaussian import (
+    condition,
+    gaussian_log_density,
+    mask_covariance,
+    mask_emission,
+    psd_factor,
+    symmetrize,
+)
 from mbrl_course.filters._validate import (
     broadcast_batch,
     check_covariance,
@@ -137,7 +144,7 @@ def extended_kalman_filter(
         h_val, C_t = _value_and_jacobian(emission_fn, mu, None)
         Cm, Dm = mask_emission(C_t, Ds[t], masks[t])
         residual = torch.where(masks[t], ys[t] - h_val, torch.zeros_like(h_val))
-        m, S, ll = condition(mu, Sigma, residual, Cm, Dm, masks[t].sum(-1).to(y.dtype))
+        m, S, ll = condition(mu, Sigma, residual, Cm, Dm, masks[t])
         for k, v in zip(out, (mu, Sigma, m, S, h_val, symmetrize(Ds[t] + C_t @ Sigma @ C_t.mT), ll)):
             out[k].append(v)
     step = torch.stack(out["ll"], -1).expand(batch + (T,))
@@ -220,7 +227,7 @@ def particle_filter(
     y, mask, m0, S0, F, D, us, batch = _prepare(
         observations, initial_mean, initial_cov, transition_cov, emission_cov, controls
     )
-    T, dx, dy = y.shape[-2], m0.shape[-1], y.shape[-1]
+    T, dx = y.shape[-2], m0.shape[-1]
     dtype, device = y.dtype, y.device
     noise_F = [psd_factor(f) for f in _per_step(F, T)] if F.shape[-3] == T else [psd_factor(F[..., 0, :, :])] * T
     Ds = _per_step(D, T)
@@ -247,15 +254,9 @@ def particle_filter(
         u, V = _weighted_moments(obs_pred, w)
         # p(y_t | s_t^i) on the observed entries of y_t
         mask_t = mask[..., t, :]
-        Dm = mask_emission(torch.zeros(dy, dx, dtype=dtype, device=device), Ds[t], mask_t)[1]
-        L = torch.linalg.cholesky(Dm)
+        L = torch.linalg.cholesky(mask_covariance(Ds[t], mask_t)).unsqueeze(-3)
         residual = torch.where(mask_t.unsqueeze(-2), y[..., t, :].unsqueeze(-2) - obs_pred, torch.zeros_like(obs_pred))
-        z = torch.linalg.solve_triangular(L.unsqueeze(-3), residual.unsqueeze(-1), upper=False).squeeze(-1)
-        log_lik_i = (
-            -0.5 * (z * z).sum(-1)
-            - torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1).unsqueeze(-1)
-            - 0.5 * LOG_2PI * mask_t.sum(-1).to(dtype).unsqueeze(-1)
-        )
+        log_lik_i = gaussian_log_density(residual, L, mask_t.unsqueeze(-2))
         # inference: reweight, log p(y_t | Y_{1:t-1}) = log Σ_i w_{t-1}^i p(y_t | s_t^i)
         joint = log_w + log_lik_i
         ll = torch.logsumexp(joint, dim=-1)

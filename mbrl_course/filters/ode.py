@@ -30,9 +30,8 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from mbrl_course._checks import as_tensor, check_positive_float
 from mbrl_course.filters._validate import check_covariance, like
-from mbrl_course.filters.kalman import KalmanFilterResult, kalman_filter
-from mbrl_course.filters.parallel import parallel_kalman_filter
-from mbrl_course.filters.params import positive_definite, positive_definite_inverse
+from mbrl_course.filters.kalman import KalmanFilterResult, kalman_filter, method_from_parallel
+from mbrl_course.filters.params import LinearGaussianSSM, positive_definite, positive_definite_inverse
 
 MatrixField = Callable[[torch.Tensor], torch.Tensor]
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
@@ -214,7 +213,7 @@ def bayesian_kalman_filter(
     start_time: float = 0.0,
     controls: torch.Tensor | None = None,
     control_matrix: torch.Tensor | None = None,
-    parallel: bool = False,
+    parallel: bool | None = None,
 ) -> KalmanFilterResult:
     """The slide's Bayesian Kalman filter: roll out the parameter dynamics, then filter.
 
@@ -228,7 +227,8 @@ def bayesian_kalman_filter(
     ``times: (T,)`` are the observation times t_k (default 1, 2, ..., T: unit steps), ``start_time``
     the time of s_0. ``dynamics`` gives E_{t_k}, F_{t_k} (see :class:`ODEParameterDynamics`); the rest
     of the arguments and the result are those of :func:`~mbrl_course.filters.kalman_filter`
-    (``parallel`` uses :func:`~mbrl_course.filters.parallel_kalman_filter`). Differentiable end to end.
+    (``parallel``: True runs the parallel-in-time scan, False the sequential loop, None lets
+    ``kalman_filter``'s ``method="auto"`` choose). Differentiable end to end.
     """
     if not isinstance(dynamics, ODEParameterDynamics):
         raise TypeError(f"dynamics: expected an ODEParameterDynamics, got {type(dynamics).__name__}")
@@ -246,8 +246,12 @@ def bayesian_kalman_filter(
         if times.shape != (T,):
             raise ValueError(f"times: expected shape (T,) = ({T},), got {tuple(times.shape)}")
     E, F = dynamics(times, start_time)
-    fn = parallel_kalman_filter if parallel else kalman_filter
-    return fn(y, initial_mean, initial_cov, E, F, emission_matrix, emission_cov, controls, control_matrix)
+    if (controls is None) != (control_matrix is None):
+        raise ValueError("controls, control_matrix: give both or neither (the control term is B u_t)")
+    if not isinstance(initial_mean, torch.Tensor):
+        initial_mean = as_tensor("initial_mean (m_0)", initial_mean, dtype=ref.dtype, device=ref.device)
+    params = LinearGaussianSSM(initial_mean, initial_cov, E, F, emission_matrix, emission_cov, control_matrix)
+    return kalman_filter(params, y, controls, method=method_from_parallel(parallel))
 
 
 class BayesianKalmanFilter(nn.Module):
@@ -278,7 +282,7 @@ class BayesianKalmanFilter(nn.Module):
         self.emission_cov_unconstrained = nn.Parameter(positive_definite_inverse(emission_cov.detach()))
 
     def filter(self, observations: torch.Tensor, times: torch.Tensor | None = None, start_time: float = 0.0,
-               parallel: bool = False) -> KalmanFilterResult:
+               parallel: bool | None = None) -> KalmanFilterResult:
         """:func:`bayesian_kalman_filter` under the current θ."""
         return bayesian_kalman_filter(
             observations, self.initial_mean, positive_definite(self.initial_cov_unconstrained), self.dynamics,
@@ -287,7 +291,7 @@ class BayesianKalmanFilter(nn.Module):
         )
 
     def log_likelihood(self, observations: torch.Tensor, times: torch.Tensor | None = None,
-                       start_time: float = 0.0, parallel: bool = False) -> torch.Tensor:
+                       start_time: float = 0.0, parallel: bool | None = None) -> torch.Tensor:
         """log p(Y_{1:T} | θ): (...)."""
         return self.filter(observations, times, start_time, parallel).log_likelihood
 

@@ -23,16 +23,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from mbrl_course.filters._gaussian import LOG_2PI, symmetrize
-from mbrl_course.filters._validate import LinearGaussianArgs, prepare_linear_gaussian
+from mbrl_course.filters._gaussian import gaussian_log_density, mask_emission, symmetrize
+from mbrl_course.filters._validate import FilterInputs, prepare_filter_inputs
 from mbrl_course.filters.kalman import (
     KalmanFilterResult,
     SmootherResult,
     _assemble,
-    _observed_emission,
     _smoother_result,
     smoother_gains,
 )
+from mbrl_course.filters.params import FILTER_ARGUMENTS, LinearGaussianSSM, accepts_separate_arguments
 
 Elements = Sequence[torch.Tensor]
 
@@ -132,7 +132,13 @@ def _cat_time(parts: list[torch.Tensor], event_dims: int) -> torch.Tensor:
     return torch.cat([p.expand(batch + p.shape[p.ndim - event_dims - 1 :]) for p in parts], dim=-event_dims - 1)
 
 
-def _filtering_elements(args: LinearGaussianArgs) -> list[torch.Tensor]:
+def _observed_emission(inputs: FilterInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """C, D of every step with the missing entries of y_t masked (see :func:`mask_emission`)."""
+    C, D = inputs.model.emission_matrix, inputs.model.emission_cov
+    return (C, D) if inputs.mask is None else mask_emission(C, D, inputs.mask)
+
+
+def _filtering_elements(inputs: FilterInputs) -> list[torch.Tensor]:
     """(A_t, b_t, C_t, η_t, J_t), t = 1..T, each ``(..., T, ...)``.
 
     For t > 1, with V = C F_t Cᵀ + D, K = F_t Cᵀ V⁻¹, c_t = B u_t and r = y_t - C c_t:
@@ -142,28 +148,28 @@ def _filtering_elements(args: LinearGaussianArgs) -> list[torch.Tensor]:
     give A_1 = 0, b_1 = m_1, C_1 = S_1, η_1 = 0, J_1 = 0.
     A_t, C_t, J_t keep the batch dimensions of the model only; b_t, η_t those of the data too.
     """
-    T, dx = args.num_steps, args.state_dim
-    E, F = args.transition_matrix, args.transition_cov
+    T, dx, model = inputs.num_steps, inputs.state_dim, inputs.model
+    E, F = model.transition_matrix, model.transition_cov
     full = torch.broadcast_shapes(E.shape[:-3], F.shape[:-3]) + (T, dx, dx)
     E, F = E.expand(full), F.expand(full)
     E1, F1 = E[..., 0, :, :], F[..., 0, :, :]
-    mu1 = _mv(E1, args.initial_mean)
-    if args.offsets is not None:
-        mu1 = mu1 + args.offsets[..., 0, :]
-    Sigma1 = symmetrize(F1 + E1 @ args.initial_cov @ E1.mT)
+    mu1 = _mv(E1, model.initial_mean)
+    if inputs.offsets is not None:
+        mu1 = mu1 + inputs.offsets[..., 0, :]
+    Sigma1 = symmetrize(F1 + E1 @ model.initial_cov @ E1.mT)
     E = torch.cat([torch.zeros_like(E[..., :1, :, :]), E[..., 1:, :, :]], dim=-3)
     F = _cat_time([Sigma1.unsqueeze(-3), F[..., 1:, :, :]], event_dims=2)
-    if args.offsets is not None:
-        rest = args.offsets[..., 1:, :]
+    if inputs.offsets is not None:
+        rest = inputs.offsets[..., 1:, :]
     else:
         rest = torch.zeros((T - 1, dx), dtype=mu1.dtype, device=mu1.device)
     c = _cat_time([mu1.unsqueeze(-2), rest], event_dims=1)
-    Cm, Dm, _ = _observed_emission(args)
+    Cm, Dm = _observed_emission(inputs)
     CF = Cm @ F
     V = symmetrize(CF @ Cm.mT + Dm)
     Lv = torch.linalg.cholesky(V)
     gain = torch.cholesky_solve(CF, Lv).mT  # K = F Cᵀ V⁻¹
-    residual = args.observations - _mv(Cm, c)
+    residual = inputs.observed_values - _mv(Cm, c)
     eye = torch.eye(dx, dtype=E.dtype, device=E.device)
     I_KC = eye - gain @ Cm
     A = I_KC @ E
@@ -176,47 +182,39 @@ def _filtering_elements(args: LinearGaussianArgs) -> list[torch.Tensor]:
     return [A, b, Cov, eta, J]
 
 
-def _parallel_filter_core(args: LinearGaussianArgs):
+def _parallel_filter_core(inputs: FilterInputs):
     """μ_t, Σ_t, m_t, S_t and log p(y_t | Y_{1:t-1}) by the associative scan (covariances unexpanded)."""
-    elements = _filtering_elements(args)
-    nb = len(args.batch_shape)
+    elements = _filtering_elements(inputs)
+    nb = len(inputs.batch_shape)
     dims = (2, 1, 2, 1, 2)
     scanned = associative_scan(filtering_combine, [_time_first(x, d, nb) for x, d in zip(elements, dims)])
     m = _time_last(scanned[1], 1)
     S = _time_last(scanned[2], 2)
-    # the one-step predictions and log p(y_t | Y_{1:t-1}), all t at once
-    m0 = args.initial_mean.unsqueeze(-2)
-    prev_m = _cat_time([m0, m[..., :-1, :]], event_dims=1)
-    prev_S = _cat_time([args.initial_cov.unsqueeze(-3), S[..., :-1, :, :]], event_dims=2)
-    E = args.transition_matrix
+    # the one-step predictions and log p(y_t | Y_{1:t-1}) = log N(y_t - C μ_t; 0, V_t), all t at once
+    model = inputs.model
+    prev_m = _cat_time([model.initial_mean.unsqueeze(-2), m[..., :-1, :]], event_dims=1)
+    prev_S = _cat_time([model.initial_cov.unsqueeze(-3), S[..., :-1, :, :]], event_dims=2)
+    E = model.transition_matrix
     mu = _mv(E, prev_m)
-    if args.offsets is not None:
-        mu = mu + args.offsets
-    Sigma = symmetrize(args.transition_cov + E @ prev_S @ E.mT)
-    Cm, Dm, n_obs = _observed_emission(args)
-    V = symmetrize(Cm @ Sigma @ Cm.mT + Dm)
-    Lv = torch.linalg.cholesky(V)
-    residual = args.observations - _mv(Cm, mu)
-    z = torch.linalg.solve_triangular(Lv, residual.unsqueeze(-1), upper=False).squeeze(-1)
-    step_ll = -0.5 * (z * z).sum(-1) - torch.diagonal(Lv, dim1=-2, dim2=-1).log().sum(-1) - 0.5 * LOG_2PI * n_obs
+    if inputs.offsets is not None:
+        mu = mu + inputs.offsets
+    Sigma = symmetrize(model.transition_cov + E @ prev_S @ E.mT)
+    Cm, Dm = _observed_emission(inputs)
+    Lv = torch.linalg.cholesky(Cm @ Sigma @ Cm.mT + Dm)
+    step_ll = gaussian_log_density(inputs.observed_values - _mv(Cm, mu), Lv, inputs.mask)
     return mu, Sigma, m, S, step_ll
 
 
-def run_parallel_kalman_filter(args: LinearGaussianArgs) -> KalmanFilterResult:
-    """The parallel-in-time filter on checked arguments (see :func:`parallel_kalman_filter`)."""
-    return _assemble(args, *_parallel_filter_core(args))
+def run_parallel_kalman_filter(inputs: FilterInputs) -> KalmanFilterResult:
+    """The parallel-in-time filter on checked inputs (see :func:`parallel_kalman_filter`)."""
+    return _assemble(inputs, *_parallel_filter_core(inputs))
 
 
+@accepts_separate_arguments(FILTER_ARGUMENTS)
 def parallel_kalman_filter(
+    params: LinearGaussianSSM,
     observations: torch.Tensor,
-    initial_mean: torch.Tensor,
-    initial_cov: torch.Tensor,
-    transition_matrix: torch.Tensor,
-    transition_cov: torch.Tensor,
-    emission_matrix: torch.Tensor,
-    emission_cov: torch.Tensor,
     controls: torch.Tensor | None = None,
-    control_matrix: torch.Tensor | None = None,
 ) -> KalmanFilterResult:
     """The Kalman filter of :func:`~mbrl_course.filters.kalman_filter`, parallel in time.
 
@@ -227,25 +225,17 @@ def parallel_kalman_filter(
     a_1 ⊗ ... ⊗ a_t (see :func:`filtering_combine`), in O(log T) depth. μ_t, Σ_t and the
     log-likelihood then follow for all t at once from m_{t-1}, S_{t-1}.
 
-    Arguments, shapes, missing data and the result exactly as in ``kalman_filter``.
+    Arguments (the model, or the separate ones of before), shapes, missing data and the result exactly
+    as in ``kalman_filter``, which runs this scan itself with ``method="auto"`` where it is faster.
     """
-    args = prepare_linear_gaussian(
-        observations, initial_mean, initial_cov, transition_matrix, transition_cov,
-        emission_matrix, emission_cov, controls, control_matrix,
-    )
-    return run_parallel_kalman_filter(args)
+    return run_parallel_kalman_filter(prepare_filter_inputs(params, observations, controls))
 
 
+@accepts_separate_arguments(FILTER_ARGUMENTS)
 def parallel_rts_smoother(
+    params: LinearGaussianSSM,
     observations: torch.Tensor,
-    initial_mean: torch.Tensor,
-    initial_cov: torch.Tensor,
-    transition_matrix: torch.Tensor,
-    transition_cov: torch.Tensor,
-    emission_matrix: torch.Tensor,
-    emission_cov: torch.Tensor,
     controls: torch.Tensor | None = None,
-    control_matrix: torch.Tensor | None = None,
 ) -> SmootherResult:
     """The RTS smoother of :func:`~mbrl_course.filters.rts_smoother`, parallel in time.
 
@@ -255,13 +245,10 @@ def parallel_rts_smoother(
     p(s_t | Y_{1:T}) = N(g_{t:T}, L_{t:T}) of a_t ⊗ ... ⊗ a_T (see :func:`smoothing_combine`).
     Arguments and result as in ``rts_smoother``.
     """
-    args = prepare_linear_gaussian(
-        observations, initial_mean, initial_cov, transition_matrix, transition_cov,
-        emission_matrix, emission_cov, controls, control_matrix,
-    )
-    mu, Sigma, m, S, step_ll = _parallel_filter_core(args)
-    filtered = _assemble(args, mu, Sigma, m, S, step_ll)
-    gains = smoother_gains(S, Sigma, args.transition_matrix, args.initial_cov)
+    inputs = prepare_filter_inputs(params, observations, controls)
+    mu, Sigma, m, S, step_ll = _parallel_filter_core(inputs)
+    filtered = _assemble(inputs, mu, Sigma, m, S, step_ll)
+    gains = smoother_gains(S, Sigma, inputs.model.transition_matrix, inputs.model.initial_cov)
     # elements for t = 1..T-1 use G_t (gains[t] in 0-based storage pairs S_t with Σ_{t+1}); t = T is the end
     G = gains[..., 1:, :, :]
     g = m[..., :-1, :] - _mv(G, mu[..., 1:, :])
@@ -269,13 +256,13 @@ def parallel_rts_smoother(
     G = torch.cat([G, torch.zeros_like(G[..., :1, :, :])], dim=-3)
     g = _cat_time([g, m[..., -1:, :]], event_dims=1)
     L = _cat_time([L, S[..., -1:, :, :]], event_dims=2)
-    nb = len(args.batch_shape)
+    nb = len(inputs.batch_shape)
     scanned = associative_scan(
         smoothing_combine, [_time_first(G, 2, nb), _time_first(g, 1, nb), _time_first(L, 2, nb)], reverse=True
     )
     sm = _time_last(scanned[1], 1)
     sP = _time_last(scanned[2], 2)
-    return _smoother_result(args, filtered, gains, sm, sP)
+    return _smoother_result(inputs, filtered, gains, sm, sP)
 
 
 __all__ = [
