@@ -222,3 +222,23 @@ def test_rollout_arguments_are_checked():
         rollout(model, torch.zeros(2, 3), actions=torch.zeros(2, 4, 1))
     with pytest.raises(ValueError, match="actions"):
         rollout(model, torch.zeros(2, 3), actions=torch.zeros(3, 4, 1), reward_fn=reward_fn("Pendulum-v1"))
+
+
+@pytest.mark.gpu
+def test_policy_gradients_through_an_ensemble_agree_on_cuda_and_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    torch.manual_seed(0)
+    cpu_model = GaussianEnsemble(2, 1, ensemble_size=3, hidden_size=16, num_layers=2, dtype=F64).eval()
+    gpu_model = GaussianEnsemble(2, 1, ensemble_size=3, hidden_size=16, num_layers=2, dtype=F64, device="cuda")
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.eval()
+    starts = torch.randn(4, 2, dtype=F64)
+    grads = []
+    for model, device in ((cpu_model, "cpu"), (gpu_model, "cuda")):
+        gains = torch.tensor([[0.3, -0.2]], dtype=F64, device=device, requires_grad=True)
+        reward = quadratic_reward(torch.eye(2, dtype=F64, device=device), 0.1 * torch.eye(1, dtype=F64, device=device))
+        J = imagined_return(model, gains, starts.to(device), 5, reward,
+                            propagate={"propagation": "expectation", "members": "all"})
+        grads.append(torch.autograd.grad(J, gains)[0].cpu())
+    torch.testing.assert_close(grads[0], grads[1])
