@@ -9,7 +9,10 @@ all), and "matmul FLOP/s" is this machine's throughput for the same batched prod
 (torch.baddbmm on the same shapes, no activations), measured in the same run: planning and the
 matmul-only workload alternate, and the fraction is the median over rounds of t_matmul / t_plan.
 
-    .venv/bin/python benchmarks/planning.py [--repeats 7] [--device cpu] [--threads N] [--baseline REV]
+    .venv/bin/python benchmarks/planning.py [--repeats 7] [--device cpu] [--threads N] [--baseline REV] [--eager]
+
+On CUDA the planning call is captured in a CUDA graph and replayed (``mbrl_course.planning.graphs``, as the
+MPC agent plans there), unless ``--eager``; the line ``cuda_graph=graph`` (or ``eager`` and why) says which ran.
 
 Last line: ``seconds_per_action=<s> matmul_fraction=<f>``. With ``--baseline REV`` the planner's
 objective of git revision REV (its ``mbrl_course/models/imagination.py``, loaded on its own) is timed
@@ -33,6 +36,7 @@ import torch
 from mbrl_course.envs import reward_fn
 from mbrl_course.models import GaussianEnsemble, imagine_returns
 from mbrl_course.planning import CEM
+from mbrl_course.planning.graphs import CapturedPlan
 
 OBS, ACT, K, HIDDEN, LAYERS = 3, 1, 5, 200, 4
 POP, PARTICLES, HORIZON, ITERS = 400, 20, 30, 5
@@ -88,6 +92,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both workloads (0: torch's default)")
     parser.add_argument("--baseline", metavar="REV", help="also time the objective of this git revision, alternating")
+    parser.add_argument("--eager", action="store_true",
+                        help="on CUDA, plan eagerly instead of replaying the planning call's CUDA graph")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,6 +117,17 @@ def main() -> None:
     objective = make_objective(imagine_returns)
     baseline = make_objective(load_baseline(args.baseline).imagine_returns) if args.baseline else None
 
+    def objective_for(at: torch.Tensor):  # what MPCAgent plans with: reads the state when called, no host sync
+        return lambda actions: imagine_returns(model, at, actions, reward_fn=reward, particles=PARTICLES,
+                                               propagation="ts_inf", generator=generator, check=False)
+
+    captured = None
+    if device.type == "cuda" and not args.eager:
+        captured = CapturedPlan(planner, objective_for, generators=[generator])
+
+    def plan_action() -> torch.Tensor:
+        return captured(state) if captured is not None else planner.plan(objective)
+
     matmul = matmul_workload(device)
 
     def timed(fn) -> float:
@@ -123,13 +140,13 @@ def main() -> None:
     # Plan and matmul-only workloads alternate, so that whatever else the machine is doing
     # slows both alike; each round's ratio t_matmul / t_plan is the fraction of the matmul peak.
     with torch.inference_mode():
-        planner.plan(objective)  # warm-up
+        plan_action()  # warm-up (and, on CUDA, the capture and its check against eager)
         matmul()
         if baseline is not None:
             planner.plan(baseline)
         plan_times, matmul_times, baseline_times = [], [], []
         for _ in range(args.repeats):
-            plan_times.append(timed(lambda: planner.plan(objective)))
+            plan_times.append(timed(plan_action))
             matmul_times.append(timed(matmul))
             if baseline is not None:
                 baseline_times.append(timed(lambda: planner.plan(baseline)))
@@ -137,6 +154,8 @@ def main() -> None:
     fraction = statistics.median(m / p for m, p in zip(matmul_times, plan_times))
     flops = model_flops_per_action()
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    if captured is not None:
+        print(f"cuda_graph={captured.mode}" + (f" ({captured.reason})" if captured.reason else ""))
     print(f"config: K={K} members of {LAYERS}x{HIDDEN}, TS-inf, particles={PARTICLES}, population={POP}, "
           f"horizon={HORIZON}, iterations={ITERS}")
     print(f"per-action planning times (s): {', '.join(f'{t:.3f}' for t in plan_times)}")

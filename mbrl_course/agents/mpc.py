@@ -31,6 +31,7 @@ import torch
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.models import fit_model, imagine_returns
 from mbrl_course.planning import Planner
+from mbrl_course.planning.graphs import CapturedPlan
 
 
 class Agent(Protocol):
@@ -84,6 +85,10 @@ class MPCAgent:
 
     estimated by :func:`mbrl_course.models.imagine_returns` with ``particles`` trajectory samples
     (PETS's TS1 / TS∞ propagation for an ensemble; one deterministic rollout for a delta MLP).
+
+    On a CUDA device each planning call is captured in a CUDA graph and replayed
+    (:class:`~mbrl_course.planning.graphs.CapturedPlan`: same plans as eager, checked on first use;
+    ``cuda_graph=False`` plans eagerly). The graph is captured again after every model refit.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class MPCAgent:
         fit_kwargs: dict[str, Any] | None = None,
         device: torch.device | str = "cpu",
         seed: int | None = None,
+        cuda_graph: bool = True,
     ):
         self.model = model
         self.planner = planner
@@ -113,31 +119,42 @@ class MPCAgent:
             self.generator.manual_seed(seed)
             self.fit_generator.manual_seed(seed + 1)
         self.last_fit = None
+        self.captured = None
+        """The planning call's CUDA graph (:class:`CapturedPlan`) on a CUDA device with ``cuda_graph``, else None."""
+        if cuda_graph and self.device.type == "cuda" and not planner.keep_history:
+            self.captured = CapturedPlan(planner, self._objective_for, generators=[self.generator])
 
     def reset(self) -> None:
         """Start of an episode: forget the warm-start plan."""
         self.planner.reset()
 
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Plan from ``obs`` (O,) and return the first action of the best sequence (A,)."""
-        state = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-
+    def _objective_for(self, state: torch.Tensor):
+        """G(u_{1:H}) from ``state`` (read when called), estimated in the model; no host sync."""
         def objective(action_sequences: torch.Tensor) -> torch.Tensor:
             return imagine_returns(
                 self.model, state, action_sequences,
                 reward_fn=self.reward_fn, termination_fn=self.termination_fn,
-                particles=self.particles, propagation=self.propagation, generator=self.generator,
+                particles=self.particles, propagation=self.propagation, generator=self.generator, check=False,
             )
+        return objective
 
-        plan = self.planner.plan(objective)  # (H, A)
-        return plan[0].cpu().numpy()  # the one host transfer per env step
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Plan from ``obs`` (O,) and return the first action of the best sequence (A,)."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if not np.isfinite(obs).all():
+            raise ValueError(f"obs: expected a finite state to plan from, got {obs}")
+        state = torch.as_tensor(obs, device=self.device)
+        plan = self.captured(state) if self.captured is not None else self.planner.plan(self._objective_for(state))
+        return plan[0].cpu().numpy()  # (H, A) -> u_1: the one host transfer per env step
 
     def update(self, buffer: ReplayBuffer):
         """ψ := argmin_ψ L(f_ψ(·,·), D_real): refit the model on all real data so far."""
         self.model.train()
         self.last_fit = fit_model(self.model, buffer, generator=self.fit_generator, **self.fit_kwargs)
         self.model.eval()
+        if self.captured is not None:  # the refit may have replaced tensors the graph reads
+            self.captured.invalidate()
         return self.last_fit
 
     def evaluation_actor(self) -> MPCAgent:
@@ -156,6 +173,8 @@ class MPCAgent:
         self.generator.set_state(state["generator"])
         self.fit_generator.set_state(state["fit_generator"])
         self.planner.generator.set_state(state["planner"])
+        if self.captured is not None:
+            self.captured.invalidate()
 
 
 @dataclass

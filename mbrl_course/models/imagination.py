@@ -273,6 +273,7 @@ def imagine_returns(
     discount: float = 1.0,
     members="elites",
     return_members: bool = False,
+    check: bool = True,
 ):
     """Ĝ_n = 1/P Σ_p Σ_{t=1}^{H} γ^{t−1} g(i^p_t, u^n_t, i^p_{t+1}) · [particle p alive at t], for each sequence n.
 
@@ -296,6 +297,8 @@ def imagine_returns(
         members: which members propagate: "elites" (default), "all" or an index tensor.
         return_members: also return the member index of every particle at every step,
             ``(H, N, P)`` (None for deterministic models and "expectation"), e.g. to check TS∞ vs TS1.
+        check: refuse a start state with NaN/inf entries (one host sync per call); ``False`` for callers
+            that checked it already, e.g. a planning call captured in a CUDA graph, where a sync is not allowed.
     Returns:
         returns ``(N,)`` [, members ``(H, N, P)``].
     """
@@ -311,7 +314,8 @@ def imagine_returns(
         check_shape("obs", obs, (N, model.obs_dim))
     else:
         check_shape("obs", obs, (model.obs_dim,))
-    check_finite("obs", obs)
+    if check:
+        check_finite("obs", obs)
     particles = check_positive_int("particles", particles)
     discount = check_positive_float("discount", discount)
     if discount > 1:
@@ -323,8 +327,9 @@ def imagine_returns(
     propagator = model.propagator(generator=generator, propagation=propagation, members=members)
     P = 1 if propagator.deterministic else particles
     M = N * P
-    start = obs.repeat_interleave(P, dim=0) if obs.dim() == 2 else obs  # trajectory m = n·P + p
-    rows = _run(propagator, start, M, H, actions=actions.repeat_interleave(P, dim=0) if P > 1 else actions,
+    # trajectory m = n·P + p starts at i^n and follows u^n (expand + reshape: no host sync, unlike repeat_interleave)
+    start = obs.unsqueeze(1).expand(N, P, -1).reshape(M, -1) if obs.dim() == 2 else obs
+    rows = _run(propagator, start, M, H, actions=actions.unsqueeze(1).expand(N, P, H, -1).reshape(M, H, -1),
                 policy=None, reward_fn=reward_fn, termination_fn=termination_fn, record_members=return_members)
     returns = torch.zeros(rows.rollout.reward.shape[1], device=device, dtype=dtype)
     weight = 1.0
