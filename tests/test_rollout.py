@@ -242,3 +242,36 @@ def test_policy_gradients_through_an_ensemble_agree_on_cuda_and_cpu():
                             propagate={"propagation": "expectation", "members": "all"})
         grads.append(torch.autograd.grad(J, gains)[0].cpu())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_the_true_dynamics_plug_into_both_loops_like_a_learned_model():
+    from mbrl_course.agents import DynaAgent, MPCAgent, dyna_loop, mpc_loop
+    from mbrl_course.data import ReplayBuffer
+    from mbrl_course.planning import CEM
+
+    env = make_env("Pendulum-v1", max_episode_steps=15)
+    planner = CEM(horizon=5, action_low=[-2.0], action_high=[2.0], population=32, elites=4, iterations=2, seed=0,
+                  keep_history=False)
+    mpc = MPCAgent(TrueDynamics("Pendulum-v1"), planner, reward_fn=reward_fn("Pendulum-v1"), seed=0)
+    results = mpc_loop(env, mpc, ReplayBuffer(3, 1), episodes=2, seed=0)
+    assert [r.steps for r in results] == [15, 15] and mpc.last_fit.epochs_run == 0
+    mpc.load_state_dict(mpc.state_dict())  # a checkpoint of an oracle holds its generators only
+
+    class Still:  # a learner that never moves, to watch the loop fit the model
+        episodic = False
+
+        def act(self, obs, deterministic=False):
+            return np.zeros(1, dtype=np.float32)
+
+        def reset(self):
+            pass
+
+        def policy_update(self, model, real_buffer):
+            assert model is dyna.model
+
+        def check_finite(self):
+            pass
+
+    dyna = DynaAgent(Still(), TrueDynamics("Pendulum-v1"), model_every=5)
+    dyna_loop(env, dyna, ReplayBuffer(3, 1), episodes=1, seed=0)
+    assert dyna.fitted_at == 11 and dyna.last_fit.epochs_run == 0  # fits at steps 1, 6, 11

@@ -226,9 +226,7 @@ class DynaAgent:
         """ψ := argmin_ψ L(f_ψ(·,·), D_real), when ``model_every`` env steps have passed since the last fit."""
         if self.model is None or (self.fitted_at is not None and self.env_steps - self.fitted_at < self.model_every):
             return None
-        self.model.train()
         self.last_fit = self.model.fit(real_buffer, generator=self.fit_generator, **self.fit_kwargs)
-        self.model.eval()
         self.fitted_at = self.env_steps
         return self.last_fit
 
@@ -248,7 +246,6 @@ class DynaAgent:
         self.learner.load_state_dict(state["learner"])
         if self.model is not None:
             self.model.load_state_dict(state["model"])
-            self.model.eval()
         self.env_steps = int(state["env_steps"])
         self.fitted_at = state["fitted_at"]
         self.fit_generator.set_state(state["fit_generator"])

@@ -150,9 +150,7 @@ class MPCAgent:
 
     def update(self, buffer: ReplayBuffer):
         """ψ := argmin_ψ L(f_ψ(·,·), D_real): refit the model on all real data so far."""
-        self.model.train()
         self.last_fit = fit_model(self.model, buffer, generator=self.fit_generator, **self.fit_kwargs)
-        self.model.eval()
         if self.captured is not None:  # the refit may have replaced tensors the graph reads
             self.captured.invalidate()
         return self.last_fit
@@ -169,7 +167,6 @@ class MPCAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""
         self.model.load_state_dict(state["model"])
-        self.model.eval()
         self.generator.set_state(state["generator"])
         self.fit_generator.set_state(state["fit_generator"])
         self.planner.generator.set_state(state["planner"])

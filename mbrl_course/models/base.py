@@ -99,6 +99,12 @@ class DynamicsModel(Protocol):
         one planner config serves every model."""
         ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of ψ (and ``load_state_dict`` restores)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
 
 class PointMass(Distribution):
     """δ(x − value): the "distribution" of a deterministic prediction (mean = value, variance = 0).

@@ -67,6 +67,13 @@ class TrueDynamics:
         """Every row steps by i' = f(i, u); propagation options are accepted and ignored."""
         return _TruePropagator(self.dynamics)
 
+    def state_dict(self) -> dict:
+        """Nothing is learned: an empty state."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore."""
+
     def __repr__(self) -> str:
         return f"TrueDynamics({self.env_id!r}, obs_dim={self.obs_dim}, act_dim={self.act_dim})"
 
