@@ -49,14 +49,29 @@ c.GenerateAssignment.preprocessors = [
 c.ReleaseLinks.release_directory = "assignments"
 
 # ----------------------------------------------------------------------------- execution
-# Our notebooks run in seconds in the smoke budget (NBGRADER_EXECUTION selects it); a cell that
-# takes longer than this is a student's infinite loop: it is interrupted, scores 0, and the
-# rest of the notebook still runs.
+# Autograding runs each submission in two processes (docs/instructor-guide.md, "The sandbox"):
+# the student's cells in a sandbox with the limits below, the test cells (hidden tests too) in
+# the grader, which never runs the student's code. A cell or a call from a test past
+# cell_seconds is interrupted (that part scores 0, the rest goes on); a submission past
+# wall_seconds is stopped and loses what it had not earned yet; the CSV says which limit.
+c.SandboxedExecute.memory_mb = 4096  # address space of the student's process
+c.SandboxedExecute.wall_seconds = 600  # the whole submission
+c.SandboxedExecute.cell_seconds = 120  # one cell, or one call of a student's function from a test
+c.SandboxedExecute.file_mb = 256  # largest file the student's code may write
+# The reference implementation each assignment's students write themselves: inside the sandbox
+# these cannot be imported or read (calling them costs the part's points).
+c.SandboxedExecute.reference_modules = {
+    "01-planning": ["mbrl_course.planning", "mbrl_course.agents", "mbrl_course.runs"],
+    "02-kalman": ["mbrl_course.filters", "mbrl_course.viz.filtering"],
+    "03-ensembles-pets": ["mbrl_course.models", "mbrl_course.data", "mbrl_course.agents", "mbrl_course.runs"],
+}
+# Our notebooks start in seconds; the kernel settings below are for plain `nbgrader` commands
+# that still use a Jupyter kernel (validate in the instructor's Jupyter, formgrader).
 c.Execute.timeout = 120
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
 c.Execute.execute_retries = 0
-c.Execute.shutdown_kernel = "immediate"  # nothing to save in a grading kernel: saves ~1 s per student
+c.Execute.shutdown_kernel = "immediate"
 
 # ----------------------------------------------------------------------------- autograde
 # A deleted test cell comes back (and is graded); edited read-only cells are restored by nbgrader.
@@ -64,7 +79,7 @@ c.OverwriteCells.add_missing_cells = True
 # nbgrader gives 0 to a test cell with any stderr output: library warnings must not zero a
 # correct answer, so stderr is relabelled stdout after execution (errors still score 0).
 c.Autograde.autograde_preprocessors = [
-    "nbgrader.preprocessors.Execute",
+    "mbrl_course.grading.execute.SandboxedExecute",
     "mbrl_course.grading.preprocessors.StderrToStdout",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

@@ -282,6 +282,20 @@ def check_tier() -> Check:
     return Check("tier", OK, detail)
 
 
+def check_sandbox() -> Check:
+    """Which of the grading sandbox's kernel layers this machine has (the instructor guide's "The sandbox")."""
+    from mbrl_course.grading.sandbox import layers_available
+
+    layers = layers_available()
+    have = [f"Landlock ABI {layers['landlock']}"] if layers["landlock"] else []
+    have += ["user/network/PID namespaces"] if layers["namespaces"] else []
+    if len(have) == 2:
+        return Check("sandbox", OK, "grading sandbox: " + ", ".join(have) + ", resource limits, audit hook")
+    missing = [name for name, ok in (("Landlock", layers["landlock"]), ("namespaces", layers["namespaces"])) if not ok]
+    return Check("sandbox", WARN, f"grading sandbox without {' and '.join(missing)}: only resource limits and the "
+                 "audit hook guard files and the network", "autograde on a recent Linux (kernel >= 5.13)")
+
+
 CHECKS: tuple[tuple[str, Callable[[], Check]], ...] = (
     ("python", check_python),
     ("torch", check_torch),
@@ -294,6 +308,7 @@ CHECKS: tuple[tuple[str, Callable[[], Check]], ...] = (
     ("ipywidgets", check_ipywidgets),
     ("mbrl_course", check_package),
     ("tier", check_tier),
+    ("sandbox", check_sandbox),
 )
 """Every check, in the order the report lists them."""
 

@@ -149,9 +149,23 @@ def reference_calls(package: str = "mbrl_course.planning") -> Iterator[list[str]
 
 
 def expect_independent(name: str, call: Callable[[], Any], package: str = "mbrl_course.planning") -> Any:
-    """Run ``call()`` and fail if it ran any code of ``package`` (the reference implementation)."""
-    with reference_calls(package) as seen:
+    """Run ``call()`` and fail if it ran any code of ``package`` (the reference implementation).
+
+    In the student's notebook a profiler watches the call. When grading, the student's code runs
+    in a sandbox where the reference implementation cannot be imported or read: the call fails if
+    it needs it, and the sandbox reports every attempt, which fails this check too.
+    """
+    from mbrl_course.grading import remote
+
+    session = remote.current()
+    if session is not None:
+        since = len(session.events)
         result = call()
+        attempts = [e for e in session.reference_events(since) if package in e]
+        seen = [attempts[0].split(":")[0]] if attempts else []
+    else:
+        with reference_calls(package) as seen:
+            result = call()
     if seen:
         calls = ", ".join(dict.fromkeys(seen))
         raise GradingError(

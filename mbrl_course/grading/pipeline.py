@@ -38,6 +38,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from mbrl_course.grading import execute
+
 CONFIG_FILE = "nbgrader_config.py"
 REPORT_DIR = "grades"
 """Where :func:`autograde` keeps its per-student report and :func:`export_grades` its CSV (git-ignored)."""
@@ -88,8 +90,10 @@ def load_config(root: str | Path, timeout: int | None = None):
     config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
     extra = Config()
     extra.CourseDirectory.root = str(root)
+    extra.SandboxedExecute.course_root = str(root)
     if timeout is not None:
         extra.Execute.timeout = int(timeout)
+        extra.SandboxedExecute.cell_seconds = float(timeout)
     config.merge(extra)
     return config
 
@@ -411,7 +415,7 @@ def autograde(root: str | Path, assignment: str, students: Iterable[str] | None 
     if missing:
         raise CourseError(f"no submission folder submitted/<student>/{assignment} for: {', '.join(missing)}")
     if timeout is None:
-        timeout = int(load_config(root).Execute.get("timeout", 120))
+        timeout = int(load_config(root).SandboxedExecute.get("cell_seconds", 120))
     api = _api(root, timeout)
     results = []
     for student in students:
@@ -428,6 +432,10 @@ def autograde(root: str | Path, assignment: str, students: Iterable[str] | None 
         else:
             for path in sorted((_dirs(root)["autograded"] / student / assignment).glob("*.ipynb")):
                 notes += _cell_notes(nbformat.read(path, as_version=4), timeout)
+        for path in sorted((_dirs(root)["release"] / assignment).glob("*.ipynb")):
+            seen = execute.RESULTS.pop((student, assignment, path.stem), None)
+            if seen:
+                notes += [note for note in seen["notes"] if note not in notes]
         results.append(StudentResult(student, assignment, status, 0.0, 0.0, "; ".join(fatal + notes)))
     scores = read_scores(root, assignment)
     for result in results:

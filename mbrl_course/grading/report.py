@@ -37,6 +37,19 @@ class GradingError(AssertionError):
     """A check failed; the message tells the student what is wrong and what to look at."""
 
 
+class StudentError(Exception):
+    """An exception the student's code raised in its own (sandboxed) process, as the grader sees it."""
+
+    def __init__(self, kind: str, message: str, where: str = "", limit: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        """The exception's type name in the student's process, e.g. ``"RuntimeError"``."""
+        self.where = where
+        """`` (in f, line N: code)``: the line of the student's code that raised, or ''."""
+        self.limit = limit
+        """``"memory"`` where a sandbox limit caused it, ``"sandbox"`` where the sandbox refused something."""
+
+
 @dataclass
 class Part:
     """One check of a report and how it went."""
@@ -72,6 +85,11 @@ def describe_exception(err: BaseException) -> str:
     """A one-paragraph description of an exception raised by the student's code."""
     if isinstance(err, NotImplementedError):
         return "not implemented yet: replace `raise NotImplementedError()` with your code"
+    if isinstance(err, StudentError):
+        first = (str(err).strip().splitlines() or [""])[0]
+        return f"your code raised {err.kind}: {first}{err.where}"
+    if type(err).__name__ == "SandboxStopped":
+        return f"not graded: {err}"
     text = str(err).strip().splitlines()
     first = text[0] if text else ""
     return f"your code raised {type(err).__name__}: {first}{_student_frame(err.__traceback__)}"
