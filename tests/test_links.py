@@ -116,7 +116,7 @@ def test_relink_points_every_header_at_the_configured_repository(tmp_path):
 
 
 def test_release_links_open_the_release_in_the_configured_repository():
-    nb = nbformat.v4.new_notebook(cells=header_cells("solutions/09-x/09-x.ipynb", title="# A9"))
+    nb = nbformat.v4.new_notebook(cells=header_cells("src/09-x/09-x.ipynb", title="# A9"))
     nb.cells[0].source = nb.cells[0].source.replace(f"/{links.REPO}/", "/old/place/")
     nb.cells[1].source = nb.cells[1].source.replace(f"/{links.REPO}@", "/old/place@")
     out, _ = ReleaseLinks().preprocess(nb, {"nbgrader": {"notebook": "09-x", "assignment": "09-x"}})
