@@ -270,17 +270,22 @@ def course(tmp_path):
 
 
 def test_a_small_course_exports_what_students_need(course, tmp_path):
+    (course / "docs" / "students.md").write_text("# For students\n\nEdited, not committed yet.\n")
+    (course / "tests" / "test_package.py").unlink()
     summary = export_student(course, tmp_path / "out")
     files = exported_files(tmp_path / "out")
     assert files == sorted(["pyproject.toml", ".gitignore", "README.md", "docs/students.md", "mbrl_course/__init__.py",
                             "mbrl_course/grading/__init__.py", "mbrl_course/grading/checks.py", "lectures/01-x.ipynb",
-                            "assignments/01-x/01-x.ipynb", "tests/test_package.py"])
+                            "assignments/01-x/01-x.ipynb"])
     assert (tmp_path / "out" / "README.md").read_text() == "# Course\n\nSee [the lectures](lectures/01-x.ipynb).\nThe end.\n"
+    assert "Edited" in (tmp_path / "out" / "docs" / "students.md").read_text()
+    assert summary.modified == ["docs/students.md"] and "docs/students.md" in summary.format()
     left = {path for paths in summary.left_out.values() for path in paths}
     assert left == {"nbgrader_config.py", "docs/instructor-guide.md", "solutions/01-x/01-x.ipynb",
                     "solutions/hidden_checks/planning.py", "tests/test_hidden.py", "tests/test_solutions.py",
-                    "notes-for-me.txt", "gradebook.db"}
+                    "notes-for-me.txt", "gradebook.db", "tests/test_package.py"}
     assert summary.left_out["ignored by git"] == ["gradebook.db"]
+    assert summary.left_out["not a regular file in the working tree"] == ["tests/test_package.py"]
 
 
 @pytest.mark.parametrize("rel, text, phrase", [

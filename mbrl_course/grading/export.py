@@ -91,6 +91,8 @@ class ExportSummary:
     left_out: dict[str, list[str]] = field(default_factory=dict)
     """Tracked files not exported, by reason."""
     config: links.LinkConfig | None = None
+    modified: list[str] = field(default_factory=list)
+    """Exported files with changes not committed in the course (exported as they are in the working tree)."""
     commit: str | None = None
     """The commit made in ``dest`` (``--git``), if any."""
 
@@ -106,17 +108,18 @@ class ExportSummary:
             lines.append("left out:")
             for reason, paths in self.left_out.items():
                 lines.append(f"  {reason}: " + ", ".join(_compact(paths)))
+        if self.modified:
+            lines.append(f"note: {len(self.modified)} exported file(s) have changes not committed in the course, "
+                         "exported as they are: " + ", ".join(self.modified))
         if self.commit:
             lines.append(f"committed {self.commit} in {self.dest}")
         return "\n".join(lines)
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.1f} MiB"
 
 
 def _compact(paths: list[str]) -> list[str]:
@@ -141,14 +144,30 @@ def _git(root: Path, *args: str) -> str:
     return out.stdout
 
 
-def tracked_files(root: str | Path) -> tuple[list[str], list[str]]:
-    """(tracked files of the course folder that exist, tracked files that git would ignore), as
-    paths relative to ``root``. Raises :class:`ExportError` where ``root`` is not in a git repository."""
+@dataclass
+class TrackedFiles:
+    """The files git tracks in the course folder, as paths relative to it."""
+
+    files: list[str]
+    """Regular files in the working tree, not ignored: the candidates for the export."""
+    ignored: list[str]
+    """Tracked, but matching ``.gitignore`` (committed by mistake)."""
+    absent: list[str]
+    """Tracked, but deleted from the working tree or not a regular file (a link)."""
+    modified: list[str]
+    """Tracked files whose working-tree content differs from the last commit (the export takes it as it is)."""
+
+
+def tracked_files(root: str | Path) -> TrackedFiles:
+    """What git tracks in the course folder ``root``. Raises :class:`ExportError` where it is no git checkout."""
     root = Path(root)
-    tracked = [p for p in _git(root, "ls-files", "-z", "--cached").split("\0") if p]
+    tracked = sorted({p for p in _git(root, "ls-files", "-z", "--cached").split("\0") if p})
     ignored = {p for p in _git(root, "ls-files", "-z", "--cached", "--ignored", "--exclude-standard").split("\0") if p}
-    existing = sorted({p for p in tracked if (root / p).is_file() and not (root / p).is_symlink()})
-    return [p for p in existing if p not in ignored], sorted(ignored)
+    modified = {p for p in _git(root, "ls-files", "-z", "--modified").split("\0") if p}
+    regular = {p for p in tracked if (root / p).is_file() and not (root / p).is_symlink()}
+    return TrackedFiles(files=[p for p in tracked if p in regular and p not in ignored],
+                        ignored=sorted(ignored & regular), absent=[p for p in tracked if p not in regular],
+                        modified=sorted(modified & regular))
 
 
 def uses_instructor_files(text: str) -> bool:
@@ -156,15 +175,15 @@ def uses_instructor_files(text: str) -> bool:
     return INSTRUCTOR_FILE_USE.search(text) is not None
 
 
-def plan_export(root: str | Path, files: list[str], ignored: list[str] = ()) -> tuple[list[str], dict[str, list[str]]]:
-    """Split the tracked ``files`` of ``root`` into (exported, left out by reason)."""
+def plan_export(root: str | Path, tracked: TrackedFiles) -> tuple[list[str], dict[str, list[str]]]:
+    """Split the :func:`tracked_files` of ``root`` into (exported, left out by reason)."""
     root = Path(root)
     exported, left_out = [], {}
 
     def leave(reason: str, path: str) -> None:
         left_out.setdefault(reason, []).append(path)
 
-    for path in files:
+    for path in tracked.files:
         if any(_under(path, entry) for entry in WORKSPACE):
             leave("grading workspace and local state", path)
         elif any(_under(path, entry) for entry in INSTRUCTOR_PATHS):
@@ -176,8 +195,10 @@ def plan_export(root: str | Path, files: list[str], ignored: list[str] = ()) -> 
             leave("uses the instructor's files", path)
         else:
             exported.append(path)
-    for path in ignored:
+    for path in tracked.ignored:
         leave("ignored by git", path)
+    for path in tracked.absent:
+        leave("not a regular file in the working tree", path)
     return exported, left_out
 
 
@@ -297,15 +318,10 @@ def _course_link_problems(text: str, source: PurePosixPath, dest: Path, config: 
 
 
 def _top_level_names(text: str) -> set[str]:
-    """Public functions, classes and assignments at the top level of Python source."""
-    names = set()
-    for node in ast.parse(text).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {t.id for t in targets if isinstance(t, ast.Name)}
-    return {name for name in names if not name.startswith("_")}
+    """Public functions and classes defined at the top level of Python source (constants such as a
+    shared tolerance may well be defined on both sides; a check function may not)."""
+    return {node.name for node in ast.parse(text).body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_")}
 
 
 def hidden_definitions(root: str | Path) -> tuple[dict[str, str], set[str]]:
@@ -460,8 +476,8 @@ def export_student(root: str | Path, dest: str | Path, force: bool = False, git:
         raise ExportError(f"DIR {dest} is not empty ({shown}): pass --force to replace its contents "
                           "(a .git folder in it is kept)")
 
-    files, ignored = tracked_files(root)
-    exported, left_out = plan_export(root, files, ignored)
+    tracked = tracked_files(root)
+    exported, left_out = plan_export(root, tracked)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}-export-", dir=dest.parent))
     try:
@@ -477,4 +493,5 @@ def export_student(root: str | Path, dest: str | Path, force: bool = False, git:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     commit = _commit(dest, root, config.branch) if git else None
-    return ExportSummary(dest, exported, size, left_out, config, commit)
+    modified = [p for p in tracked.modified if p in set(exported)]
+    return ExportSummary(dest, exported, size, left_out, config, modified, commit)
