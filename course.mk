@@ -1,23 +1,43 @@
-# The course machinery: nbgrader pipeline, notebook conventions, environment doctor.
-# Included by the Makefile (it defines PY and STAMP); see docs/instructor-guide.md.
+# The course machinery: the environment doctor and the notebook conventions.
+# Included by the Makefile (it defines PY and STAMP).
 #
 #   make doctor                                  check this environment, print what to fix
+#   make notebooks-check                         launch links, set-up cells and stripped outputs of every notebook
+#   make notebooks-strip                         strip the outputs of lectures/ (and solutions/) notebooks in place
+#   make notebooks-relink                        point every notebook's links at [tool.mbrl_course] of pyproject.toml
+# BEGIN INSTRUCTOR ONLY (`mbrl-course course export-student` leaves these out of the student repository)
+#
+# The instructor's nbgrader pipeline and the student repository; see docs/instructor-guide.md.
+#
 #   make course-release [ASSIGNMENT=01-planning] regenerate assignments/ from solutions/ (all by default)
 #   make course-validate [ASSIGNMENT=...]        release up to date and leak-free, solution full marks, blank 0
 #   make course-autograde ASSIGNMENT=01-planning grade submitted/*/01-planning/, write grades/01-planning.csv
 #   make course-export ASSIGNMENT=01-planning    grades/01-planning.csv from the gradebook
 #   make course-feedback ASSIGNMENT=01-planning  feedback/<student>/01-planning/*.html
-#   make notebooks-check                         launch links, set-up cells and stripped outputs of every notebook
-#   make notebooks-strip                         strip the outputs of lectures/ and solutions/ notebooks in place
+#   make course-export-student DIR=../student    write the student repository (no solutions, no hidden checks)
+# END INSTRUCTOR ONLY
 
-ASSIGNMENT ?=
-COURSE_ARGS ?=
-COURSE := $(PY) -m mbrl_course.grading.cli
-
-.PHONY: doctor course-release course-validate course-autograde course-export course-feedback notebooks-check notebooks-strip
+.PHONY: doctor notebooks-check notebooks-strip notebooks-relink
 
 doctor: $(STAMP)
 	$(PY) -m mbrl_course.doctor
+
+notebooks-check: $(STAMP)
+	$(PY) -m mbrl_course.grading.notebooks check
+
+notebooks-strip: $(STAMP)
+	$(PY) -m mbrl_course.grading.notebooks strip $$(find lectures $(wildcard solutions) -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*')
+
+notebooks-relink: $(STAMP)
+	$(PY) -m mbrl_course.grading.notebooks relink
+
+# BEGIN INSTRUCTOR ONLY
+ASSIGNMENT ?=
+COURSE_ARGS ?=
+DIR ?=
+COURSE := $(PY) -m mbrl_course.grading.cli
+
+.PHONY: course-release course-validate course-autograde course-export course-feedback course-export-student
 
 course-release: $(STAMP)
 	$(COURSE) release $(ASSIGNMENT) $(COURSE_ARGS)
@@ -37,8 +57,8 @@ course-feedback: $(STAMP)
 	@test -n "$(ASSIGNMENT)" || { echo "usage: make course-feedback ASSIGNMENT=01-planning"; exit 2; }
 	$(COURSE) feedback $(ASSIGNMENT) $(COURSE_ARGS)
 
-notebooks-check: $(STAMP)
-	$(PY) -m mbrl_course.grading.notebooks check
-
-notebooks-strip: $(STAMP)
-	$(PY) -m mbrl_course.grading.notebooks strip $$(find lectures solutions -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*')
+# COURSE_ARGS="--force --git" replaces DIR's contents (keeping its .git) and commits them
+course-export-student: $(STAMP)
+	@test -n "$(DIR)" || { echo "usage: make course-export-student DIR=../mbrl_course-student [COURSE_ARGS='--force --git']"; exit 2; }
+	$(COURSE) export-student "$(DIR)" $(COURSE_ARGS)
+# END INSTRUCTOR ONLY

@@ -10,7 +10,7 @@
     mbrl-course compare runs/pets runs/mbmf --out compare.png
     mbrl-course budget
     mbrl-course doctor
-    mbrl-course course release|validate|autograde|export|feedback   (instructors; see docs/instructor-guide.md)
+    mbrl-course course release|validate|autograde|export|feedback|export-student   (instructors; see docs/instructor-guide.md)
 """
 
 from __future__ import annotations

@@ -12,11 +12,15 @@ For test cells (imported by the notebooks; light, no nbgrader needed):
 
 For authors and instructors:
 
-- :mod:`mbrl_course.grading.links`: the repository's address and the Colab / Binder links.
+- :mod:`mbrl_course.grading.links`: the student repository's address (``[tool.mbrl_course]`` of
+  ``pyproject.toml``) and the Colab / Binder links.
 - :mod:`mbrl_course.grading.notebooks`: notebook conventions (header cells, stripped outputs, running).
 - :mod:`mbrl_course.grading.pipeline`: release, validate, autograde, export, feedback (nbgrader).
 - :mod:`mbrl_course.grading.cli`: ``mbrl-course course release|validate|autograde|feedback|export``.
 - :mod:`mbrl_course.grading.preprocessors`: nbgrader preprocessors the course's config uses.
+- :mod:`mbrl_course.grading.instructor`: loads the hidden checks from ``solutions/hidden_checks/``.
+- :mod:`mbrl_course.grading.export`: the public student repository (``course export-student``).
+- :mod:`mbrl_course.grading.similarity`: answer cells that paste the reference implementation.
 """
 
 from mbrl_course.grading.links import BRANCH, REPO, binder_url, colab_url, launch_badges

@@ -5,9 +5,11 @@
     mbrl-course course autograde ASSIGNMENT [--student ID ...] [--timeout S]
     mbrl-course course export ASSIGNMENT [--out grades.csv]
     mbrl-course course feedback ASSIGNMENT [--student ID ...]
+    mbrl-course course export-student DIR [--force] [--git]   the public student repository, in DIR
 
 Each works on the course folder: ``--course-dir`` or the nearest folder (from the working
-directory up) holding ``nbgrader_config.py``. Without the ``mbrl-course`` entry point:
+directory up) holding ``nbgrader_config.py``: the instructor's repository (the student repository
+has no ``nbgrader_config.py`` and no ``solutions/``). Without the ``mbrl-course`` entry point:
 ``python -m mbrl_course.grading.cli release ...``.
 """
 
@@ -17,7 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-ACTIONS = ("release", "validate", "autograde", "export", "feedback")
+ACTIONS = ("release", "validate", "autograde", "export", "feedback", "export-student")
+NOT_A_COURSE_FOLDER = (
+    "`mbrl-course course` is the instructor's: it works in the instructor's (private) course repository, "
+    "which holds nbgrader_config.py and solutions/. This looks like the student repository, which has neither: "
+    "students need no `course` command (open the notebooks in lectures/ and assignments/)."
+)
 
 
 def _add_actions(sub) -> None:
@@ -47,12 +54,19 @@ def _add_actions(sub) -> None:
     fb.add_argument("assignment")
     fb.add_argument("--student", action="append", default=None, help="only this student (repeatable)")
 
+    exs = sub.add_parser("export-student", parents=[common],
+                         help="write the public student repository into DIR: no solutions/, no hidden checks")
+    exs.add_argument("dir", type=Path, metavar="DIR", help="where to write it (empty, or see --force)")
+    exs.add_argument("--force", action="store_true", help="replace DIR's contents (a .git folder in it is kept)")
+    exs.add_argument("--git", action="store_true", help="commit the export in DIR (git init first where needed)")
+
 
 def add_course_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``course`` with its actions to an ``argparse`` subparsers object; return its parser."""
     course = subparsers.add_parser(
-        "course", help="instructor commands: release, validate, autograde, export, feedback (nbgrader)",
-        description="The nbgrader pipeline of the course: solutions/ -> assignments/ -> grades and feedback.",
+        "course", help="instructor commands: release, validate, autograde, export, feedback, export-student",
+        description="The instructor's nbgrader pipeline of the course: solutions/ -> assignments/ -> grades and "
+                    "feedback, and the student repository (export-student).",
     )
     sub = course.add_subparsers(dest="course_command", required=True)
     _add_actions(sub)
@@ -64,7 +78,11 @@ def run_course(args: argparse.Namespace) -> int:
     from mbrl_course.grading import pipeline
 
     try:
-        root = pipeline.course_root(args.course_dir)
+        try:
+            root = pipeline.course_root(args.course_dir)
+        except pipeline.CourseError as err:
+            print(f"error: {err}\n{NOT_A_COURSE_FOLDER}", file=sys.stderr)
+            return 1
         action = args.course_command
         if action in ("release", "validate"):
             names = args.assignments or pipeline.list_assignments(root)
@@ -95,6 +113,11 @@ def run_course(args: argparse.Namespace) -> int:
             return 0
         if action == "export":
             print(pipeline.export_grades(root, args.assignment, args.out))
+            return 0
+        if action == "export-student":
+            from mbrl_course.grading.export import export_student
+
+            print(export_student(root, args.dir, force=args.force, git=args.git).format())
             return 0
         if action == "feedback":
             paths = pipeline.generate_feedback(root, args.assignment, args.student)

@@ -16,6 +16,7 @@ or from a shell (``python -m mbrl_course.grading.notebooks --help``)::
 
     python -m mbrl_course.grading.notebooks strip lectures/*.ipynb    # strip outputs in place
     python -m mbrl_course.grading.notebooks check                     # check every notebook's header
+    python -m mbrl_course.grading.notebooks relink                    # links -> the configured student repo
     python -m mbrl_course.grading.notebooks run lectures/03-cem.ipynb # run top to bottom (smoke budget)
 """
 
@@ -29,7 +30,16 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from mbrl_course.grading.links import BRANCH, GIT_URL, launch_badges, linked_paths
+from mbrl_course.grading.links import (
+    BRANCH,
+    CONFIG,
+    GIT_URL,
+    REPO,
+    course_folder,
+    course_links,
+    launch_badges,
+    relink,
+)
 
 NOTEBOOK_DIRS = ("lectures", "solutions", "assignments")
 """Folders (relative to the repository root) whose notebooks follow the conventions."""
@@ -46,13 +56,16 @@ SETUP_SOURCE = (
 )
 """Source of the set-up cell that follows the launch links."""
 
+RELINK_HINT = "python -m mbrl_course.grading.notebooks relink"
+"""The command that points every notebook's links at the configured student repository."""
+
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 """The kernel every course notebook declares (ipykernel's ``python3``, present wherever ipykernel is)."""
 
 
 def repo_root() -> Path:
     """The repository root: the folder above the installed ``mbrl_course`` package."""
-    return Path(__file__).resolve().parents[2]
+    return course_folder()
 
 
 def header_cells(path: str | Path, title: str | None = None) -> list[NotebookNode]:
@@ -88,8 +101,9 @@ def check_header(nb: NotebookNode, path: str | Path, root: str | Path | None = N
     """What is wrong with the notebook's first two cells (empty list: nothing).
 
     ``path``: the notebook's path relative to the repository ``root``. The first cell must be
-    markdown with a Colab and a Binder link, both to ``path``, and ``path`` must exist under
-    ``root``; the second must be the Colab set-up cell (:data:`SETUP_SOURCE`).
+    markdown with a Colab and a Binder link, both to ``path`` in the configured student repository
+    and branch (:mod:`mbrl_course.grading.links`), and ``path`` must exist under ``root``; the second
+    must be the Colab set-up cell (:data:`SETUP_SOURCE`).
     """
     path = Path(path).as_posix()
     root = repo_root() if root is None else Path(root)
@@ -100,21 +114,40 @@ def check_header(nb: NotebookNode, path: str | Path, root: str | Path | None = N
     if first.cell_type != "markdown":
         problems.append(f"{path}: cell 0 must be markdown with the launch links, got a {first.cell_type} cell")
     else:
-        colab, binder = linked_paths(first.source)
-        for kind, found in (("Colab", colab), ("Binder", binder)):
-            if not found:
+        found = course_links(first.source)
+        for kind in ("Colab", "Binder"):
+            of_kind = [link for link in found if link.kind == kind]
+            if not of_kind:
                 problems.append(f"{path}: cell 0 has no {kind} link")
-            for linked in found:
-                if linked != path:
-                    problems.append(f"{path}: the {kind} link opens {linked}, expected {path}")
-                elif not (root / linked).is_file():
-                    problems.append(f"{path}: the {kind} link opens {linked}, which does not exist")
+            for link in of_kind:
+                if (link.repo, link.branch) != (REPO, BRANCH):
+                    problems.append(f"{path}: the {kind} link opens {link.repo}@{link.branch}, expected {REPO}@{BRANCH}")
+                elif link.path != path:
+                    problems.append(f"{path}: the {kind} link opens {link.path}, expected {path}")
+                elif not (root / link.path).is_file():
+                    problems.append(f"{path}: the {kind} link opens {link.path}, which does not exist")
     if second.cell_type != "code" or second.source.strip() != SETUP_SOURCE.strip():
-        problems.append(
-            f"{path}: cell 1 must be the Colab set-up cell "
-            "(mbrl_course.grading.notebooks.header_cells writes it)"
-        )
+        installs = [link for link in course_links(second.source) if (link.repo, link.branch) != (REPO, BRANCH)]
+        if second.cell_type == "code" and installs:
+            problems.append(f"{path}: cell 1 installs from {installs[0].repo}@{installs[0].branch}, expected {REPO}@{BRANCH}")
+        else:
+            problems.append(
+                f"{path}: cell 1 must be the Colab set-up cell "
+                "(mbrl_course.grading.notebooks.header_cells writes it)"
+            )
     return problems
+
+
+def relink_notebook(nb: NotebookNode, path: str | Path) -> bool:
+    """Point the launch links (cell 0) and the Colab install (cell 1) of ``nb`` at the configured student
+    repository and branch, the links at ``path`` (the notebook's path relative to the repository root).
+    In place; returns whether anything changed."""
+    changed = False
+    for index, cell in enumerate(nb.cells[:2]):
+        source = relink(cell.source, Path(path).as_posix() if index == 0 else None)
+        if source != cell.source:
+            cell.source, changed = source, True
+    return changed
 
 
 def find_notebooks(root: str | Path | None = None, dirs: tuple[str, ...] = NOTEBOOK_DIRS) -> list[Path]:
@@ -171,6 +204,9 @@ def _main(argv: list[str] | None = None) -> int:
     strip.add_argument("paths", nargs="*", type=Path)
     check = sub.add_parser("check", help="check launch links, set-up cell and stripped outputs")
     check.add_argument("paths", nargs="*", type=Path, help="default: every notebook of the course")
+    rel = sub.add_parser("relink", help="point launch links and the Colab install at the configured student "
+                                        "repository ([tool.mbrl_course] of pyproject.toml), in place")
+    rel.add_argument("paths", nargs="*", type=Path, help="default: every notebook of the course")
     run = sub.add_parser("run", help="run notebooks top to bottom (smoke budget unless MBRL_COURSE_BUDGET is set)")
     run.add_argument("paths", nargs="+", type=Path)
     run.add_argument("--timeout", type=int, default=300, help="seconds per cell (default 300)")
@@ -182,15 +218,28 @@ def _main(argv: list[str] | None = None) -> int:
             nbformat.write(strip_outputs(nb), nb_path)
             print(f"stripped {nb_path}")
         return 0
-    if args.command == "check":
+    if args.command in ("check", "relink"):
         root = repo_root()
         paths = [p.resolve().relative_to(root) for p in args.paths] if args.paths else find_notebooks(root)
+        where = f"{REPO}@{BRANCH} (from {CONFIG.origin})"
+        if args.command == "relink":
+            changed = 0
+            for rel in paths:
+                nb = nbformat.read(root / rel, as_version=4)
+                if relink_notebook(nb, rel):
+                    nbformat.write(nb, root / rel)
+                    changed += 1
+                    print(f"relinked {rel}")
+            print(f"{len(paths)} notebook(s) open {where}; {changed} rewritten")
+            return 0
         problems = []
         for rel in paths:
             nb = nbformat.read(root / rel, as_version=4)
             problems += check_header(nb, rel, root)
             problems += [f"{rel}: cell {i} has outputs; strip them" for i in has_outputs(nb)]
-        print("\n".join(problems) or f"{len(paths)} notebook(s): all fine")
+        print("\n".join(problems) or f"{len(paths)} notebook(s): all fine (links open {where})")
+        if any(f"expected {REPO}@{BRANCH}" in problem for problem in problems):
+            print(f"links must open {where}; to rewrite them: {RELINK_HINT}")
         return 1 if problems else 0
     os.environ.setdefault("MBRL_COURSE_BUDGET", "smoke")
     failed = 0

@@ -6,7 +6,8 @@
   the feedback, exceptions (``error`` outputs) still score 0.
 - :class:`ReleaseLinks` (generate_assignment, first): the launch links of a source notebook
   open ``solutions/<a>/<nb>.ipynb``; in the release they must open
-  ``assignments/<a>/<nb>.ipynb``. It rewrites them.
+  ``assignments/<a>/<nb>.ipynb`` in the configured student repository
+  (:mod:`mbrl_course.grading.links`). It rewrites them, and the set-up cell's install.
 
 Only nbgrader and nbconvert are imported here (nbgrader imports this module by name).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Unicode
 
-from mbrl_course.grading.links import BINDER_LINK, COLAB_LINK, binder_url, colab_url
+from mbrl_course.grading.links import relink
 
 
 def stderr_to_stdout(cell) -> int:
@@ -42,7 +43,8 @@ class StderrToStdout(Preprocessor):
 
 
 class ReleaseLinks(Preprocessor):
-    """Point the launch links of a released notebook at its own path in the release folder."""
+    """Point the launch links of a released notebook at its own path in the release folder of the
+    configured student repository, and its Colab set-up cell at that repository."""
 
     enabled = Bool(True, help="run this preprocessor (nbconvert skips disabled ones)").tag(config=True)
 
@@ -56,6 +58,7 @@ class ReleaseLinks(Preprocessor):
         path = f"{self.release_directory}/{assignment}/{notebook}.ipynb"
         first = nb.cells[0]
         if first.cell_type == "markdown":
-            source = COLAB_LINK.sub(colab_url(path), first.source)
-            first.source = BINDER_LINK.sub(binder_url(path), source)
+            first.source = relink(first.source, path)
+        if len(nb.cells) > 1 and nb.cells[1].cell_type == "code":
+            nb.cells[1].source = relink(nb.cells[1].source)
         return nb, resources
