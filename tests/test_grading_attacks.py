@@ -136,6 +136,8 @@ def planning(tmp_path_factory):
             reference, {"random_shooting": PROFILE_OFF_PLANNING}),
         "exec_reference_source": lambda release, reference: _replace(reference, {"cem": EXEC_SOURCE}),
         "harmful_free_cell": lambda release, reference: _free_cell(reference, HARM),
+        "pasted_reference": lambda release, reference: _prepend(
+            reference, "cem", (REPO / "mbrl_course" / "planning" / "cem.py").read_text()),
         "memory_hog_first": lambda release, reference: _prepend(reference, "sample_uniform",
                                                                 "import torch\nhog = torch.empty(10**11)"),
     }
@@ -207,3 +209,9 @@ def test_switching_off_the_profiler_does_not_unlock_the_reference(kalman):
     result = kalman["results"]["profile_off_filters"]
     assert result.cells["test_predict_step"] == 0 and result.cells["test_update_step"] == 0
     assert "importing mbrl_course.filters" in result.reason
+
+
+def test_pasting_the_reference_source_is_flagged_for_the_instructor(planning):
+    result = planning["results"]["pasted_reference"]
+    assert "possible copy" in result.reason and "mbrl_course/planning/cem.py" in result.reason
+    assert "possible copy" not in planning["results"]["reference_solution"].reason

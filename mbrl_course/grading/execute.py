@@ -433,7 +433,7 @@ def grade_notebook(nb, box: Sandbox, trusted: dict[str, TrustedCell]) -> None:
 def _grade_cell(index: int, cell, namespace: dict, box: Sandbox, trusted: dict[str, TrustedCell]) -> None:
     """Run one code cell: a test cell here, every other one in the sandbox (set-up cells in both)."""
     grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-    label = f"cell {grade_id or index}"
+    label = f"cell {grade_id or cell.get('id') or index}"
     spec = trusted.get(grade_id) if grade_id else None
     instructors = spec is not None and spec.locked and not spec.solution
     cell["outputs"] = []

@@ -306,7 +306,7 @@ def _cell_notes(nb: NotebookNode, timeout: int | None) -> list[str]:
                 limit = f" after {timeout} s" if timeout else ""
                 notes.append(f"{name} ran too long{limit} (an infinite loop?) and was interrupted")
             elif output.get("ename") == "KeyboardInterrupt":
-                notes.append(f"{name} was interrupted (timeout)")
+                pass  # the sandbox's own note says which limit interrupted it
             elif not meta.get("grade"):
                 notes.append(f"{name} raised {output.get('ename')}: {output.get('evalue', '')[:160]}")
             break
@@ -436,6 +436,7 @@ def autograde(root: str | Path, assignment: str, students: Iterable[str] | None 
             seen = execute.RESULTS.pop((student, assignment, path.stem), None)
             if seen:
                 notes += [note for note in seen["notes"] if note not in notes]
+        notes += copied_code(root, student, assignment)
         results.append(StudentResult(student, assignment, status, 0.0, 0.0, "; ".join(fatal + notes)))
     scores = read_scores(root, assignment)
     for result in results:
@@ -443,6 +444,38 @@ def autograde(root: str | Path, assignment: str, students: Iterable[str] | None 
         result.score, result.max_score, result.cells = score, max_score, cells
     _save_report(root, assignment, results)
     return results
+
+
+def reference_modules(root: str | Path, assignment: str) -> list[str]:
+    """The modules of the reference implementation students of ``assignment`` must not use
+    (``c.SandboxedExecute.reference_modules`` in ``nbgrader_config.py``)."""
+    config = load_config(root).SandboxedExecute
+    per_assignment = dict(config.get("reference_modules", {}) or {})
+    return list(config.get("common_reference_modules", []) or []) + list(per_assignment.get(assignment, []))
+
+
+def copied_code(root: str | Path, student: str, assignment: str) -> list[str]:
+    """Flags for the instructor: cells of the submission that repeat the reference source verbatim.
+
+    Flags cost no points (a person judges them); they go to the reason column.
+    """
+    from mbrl_course.grading.similarity import copied_from_reference
+
+    modules = reference_modules(root, assignment)
+    folder = _dirs(Path(root))["submitted"] / student / assignment
+    if not modules or not folder.is_dir():
+        return []
+    answers = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 (an unreadable notebook is reported by _precheck)
+            continue
+        for index, cell in enumerate(nb.cells):
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell.get("cell_type") == "code" and not meta.get("locked"):
+                answers[meta.get("grade_id") or f"{path.stem} cell {index}"] = cell.get("source", "")
+    return [f"possible copy (check by hand): {flag}" for flag in copied_from_reference(answers, modules)]
 
 
 def _max_score(root: Path, assignment: str) -> float:
