@@ -7,12 +7,19 @@ For test cells (imported by the notebooks; light, no nbgrader needed):
 - :class:`GradingError`: a failed check, with a message for the student.
 - :mod:`mbrl_course.grading.checks`: compare with a reference (shape, bounds, values) and
   detect calls into the reference implementation (``expect_independent``).
-- :mod:`mbrl_course.grading.planning`: the checks of Assignment 1 (planning).
-- :mod:`mbrl_course.grading.kalman`: the checks of Assignment 2 (Kalman filtering, marginal likelihood).
+- :mod:`mbrl_course.grading.planning`: the visible checks of Assignment 1 (planning).
+- :mod:`mbrl_course.grading.kalman`: the visible checks of Assignment 2 (Kalman filtering, marginal likelihood).
+
+  Visible checks draw their own examples and never compute an answer for a student's inputs, nor
+  import the reference implementation. The hidden tests' oracles, comparisons with the reference
+  and catalogues of mistakes are not in the package: :mod:`mbrl_course.grading.instructor` loads
+  them from the instructor's ``solutions/hidden_checks/``.
 
 For authors and instructors:
 
 - :mod:`mbrl_course.grading.links`: the repository's address and the Colab / Binder links.
+- :mod:`mbrl_course.grading.instructor`: ``hidden_checks(name)``, the hidden tests' checks from the
+  course's ``solutions/hidden_checks/<name>.py`` (instructor's repository only).
 - :mod:`mbrl_course.grading.notebooks`: notebook conventions (header cells, stripped outputs, running).
 - :mod:`mbrl_course.grading.pipeline`: release, validate, autograde, export, feedback (nbgrader).
 - :mod:`mbrl_course.grading.cli`: ``mbrl-course course release|validate|autograde|feedback|export``.
