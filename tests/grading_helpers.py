@@ -52,6 +52,25 @@ def visible_calls(source: str, module: str) -> set[str]:
     return set(re.findall(rf"\b{module}\.(\w+)\(", source.partition(HIDDEN_MARKER)[0]))
 
 
+def secret_lines_in(release: Path, source: Path, min_length: int = 25) -> list[str]:
+    """Lines of ``source``'s solution and hidden-test regions (``min_length`` characters or more, stripped)
+    that some cell of ``release`` holds, even where the source also has them outside a region: a part's
+    description shared by a visible and a hidden check counts (the student repository's export refuses it)."""
+    secret = set()
+    for cell in nbformat.read(source, as_version=4).cells:
+        inside = False
+        for line in cell.source.splitlines():
+            bare = line.strip()
+            if bare.startswith(("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")):
+                inside = True
+            elif bare.startswith("### END"):
+                inside = False
+            elif inside and len(bare) >= min_length:
+                secret.add(bare)
+    cells = nbformat.read(release, as_version=4).cells
+    return sorted(line for line in secret if any(line in cell.source for cell in cells))
+
+
 def hidden_only_names(module: ModuleType) -> set[str]:
     """Public functions and constants defined in a hidden-checks module itself (not imported into it)."""
     tree = ast.parse(Path(module.__file__).read_text())

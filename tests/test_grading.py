@@ -332,6 +332,7 @@ def test_the_hidden_tests_load_their_checks_and_the_release_names_none_of_them()
         assert "planning_hidden" not in visible and "hidden_checks" not in visible
         if "planning_hidden." in hidden_part:
             assert 'planning_hidden = hidden_checks("planning")' in hidden_part
+    assert helpers.secret_lines_in(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, SOURCE) == []
     text = (REPO / "assignments" / ASSIGNMENT / NOTEBOOK).read_text()
     for name in helpers.hidden_only_names(ph) | {"hidden_checks", "planning_hidden", "check_independent"}:
         assert name not in text, f"the release names the hidden {name!r}"
@@ -341,6 +342,7 @@ def test_a_students_copy_of_the_course_has_no_hidden_checks(tmp_path, monkeypatc
     course = new_course(tmp_path / "course", with_release=True)
     shutil.rmtree(course / "solutions")  # what a student has: the release, no solutions
     monkeypatch.delenv(instructor.ENV_VAR, raising=False)
+    monkeypatch.setattr(instructor, "_root", None)  # a root the grading pipeline set in this process
     monkeypatch.chdir(course / "assignments" / ASSIGNMENT)
     with pytest.raises(instructor.HiddenChecksMissing, match="instructor"):
         instructor.hidden_checks("planning")

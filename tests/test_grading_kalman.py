@@ -416,6 +416,7 @@ def test_the_hidden_tests_load_their_checks_and_the_release_names_none_of_them()
         visible, _, hidden_part = helpers.cell_by_id(nb, name).source.partition(helpers.HIDDEN_MARKER)
         assert "kalman_hidden" not in visible and "hidden_checks" not in visible
         assert 'kalman_hidden = hidden_checks("kalman")' in hidden_part and "kalman_hidden.check_" in hidden_part
+    assert helpers.secret_lines_in(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, SOURCE) == []
     text = (REPO / "assignments" / ASSIGNMENT / NOTEBOOK).read_text()
     for name in helpers.hidden_only_names(kh) | {"hidden_checks", "kalman_hidden", "check_independent"}:
         assert name not in text, f"the release names the hidden {name!r}"
