@@ -1,5 +1,6 @@
 """What the grading tests of every assignment share: building submissions from a solution notebook
-by targeted edits, and a fresh copy of the course to release and grade in.
+by targeted edits, a fresh copy of the course to release and grade in, the instructor's hidden
+checks, and the visible and hidden parts of a test cell.
 
 A bug table maps a student's name to edits ``(grade_id, old, new)``: in the cell ``grade_id``,
 ``old`` (which must occur exactly once) becomes ``new``; ``old=None`` replaces the function's body
@@ -8,13 +9,115 @@ after its docstring.
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import nbformat
+import pytest
+
+from mbrl_course.grading import instructor
 
 REPO = Path(__file__).resolve().parents[1]
+HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
+
+
+def hidden(name: str) -> ModuleType:
+    """The instructor's hidden checks ``solutions/hidden_checks/<name>.py`` of this repository, wherever pytest runs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(instructor.ENV_VAR, str(REPO))
+        return instructor.hidden_checks(name)
+
+
+def part_weights(source: str) -> tuple[float, float]:
+    """(visible, hidden) weight of the non-veto ``report.part(...)`` blocks of a test cell's source."""
+    weights = [0.0, 0.0]
+    visible, _, hidden_part = source.partition(HIDDEN_MARKER)
+    for side, text in enumerate((visible, hidden_part)):
+        for args in re.findall(r"with report\.part\((.*)\):", text):
+            if "veto=True" not in args:
+                weight = re.search(r"weight=([0-9.]+)", args)
+                weights[side] += float(weight.group(1)) if weight else 1.0
+    return weights[0], weights[1]
+
+
+def visible_calls(source: str, module: str) -> set[str]:
+    """Names of ``module.<name>`` called in the visible part of a test cell (before the hidden tests)."""
+    return set(re.findall(rf"\b{module}\.(\w+)\(", source.partition(HIDDEN_MARKER)[0]))
+
+
+def secret_lines_in(release: Path, source: Path, min_length: int = 25) -> list[str]:
+    """Lines of ``source``'s solution and hidden-test regions (``min_length`` characters or more, stripped)
+    that some cell of ``release`` holds, even where the source also has them outside a region: a part's
+    description shared by a visible and a hidden check counts (the student repository's export refuses it)."""
+    secret = set()
+    for cell in nbformat.read(source, as_version=4).cells:
+        inside = False
+        for line in cell.source.splitlines():
+            bare = line.strip()
+            if bare.startswith(("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")):
+                inside = True
+            elif bare.startswith("### END"):
+                inside = False
+            elif inside and len(bare) >= min_length:
+                secret.add(bare)
+    cells = nbformat.read(release, as_version=4).cells
+    return sorted(line for line in secret if any(line in cell.source for cell in cells))
+
+
+def hidden_only_names(module: ModuleType) -> set[str]:
+    """Public functions and constants defined in a hidden-checks module itself (not imported into it)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return {n for n in names if not n.startswith("_")}
+
+
+def imports_in_source(path: Path) -> set[str]:
+    """Every module a Python file imports, at the top or inside a function (``from a.b import c`` gives a.b, a.b.c)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def visible_code(source: Path, extra_cells: tuple[str, ...] = ("imports",)) -> str:
+    """What a student's copy of the notebook runs of ``source``: the cells named in ``extra_cells``, the
+    solution cells and the visible part of every test cell (up to its hidden tests), in order."""
+    chunks = []
+    for cell in nbformat.read(source, as_version=4).cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or not (meta.get("solution") or meta.get("grade") or meta.get("grade_id") in extra_cells):
+            continue
+        chunks.append(cell.source.partition(HIDDEN_MARKER)[0] if meta.get("grade") else cell.source)
+    return "\n\n".join(chunks)
+
+
+def run_fresh(code: str) -> tuple[set[str], str]:
+    """Run ``code`` in a fresh Python (in the repository, smoke budget): the ``mbrl_course`` modules it
+    imported, and what it printed."""
+    script = code + "\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith('mbrl_course')))"
+    env = dict(os.environ, MBRL_COURSE_BUDGET="smoke",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    return set(ast.literal_eval(lines[-1])), "\n".join(lines[:-1])
 
 
 def nbgrader_id(cell) -> str | None:

@@ -15,6 +15,7 @@ import csv
 import json
 import shutil
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import grading_helpers as helpers
@@ -23,11 +24,13 @@ import pytest
 import torch
 from grading_helpers import REPO, apply_edits, cell_by_id, nbgrader_id, new_course
 
-from mbrl_course.grading import Report, pipeline
+from mbrl_course.grading import Report, instructor, pipeline
 from mbrl_course.grading import planning as pt
 from mbrl_course.grading.checks import expect_independent, reference_calls
 from mbrl_course.grading.cli import add_course_parser, run_course
 from mbrl_course.grading.report import GradingError
+
+ph = helpers.hidden("planning")  # the instructor's hidden checks (solutions/hidden_checks/planning.py)
 
 ASSIGNMENT = "01-planning"
 NOTEBOOK = "01-planning.ipynb"
@@ -44,9 +47,15 @@ CALL_REFERENCE = '''    from mbrl_course.planning import CEM
                   momentum=0.0, device="cpu", seed=seed, dtype=action_low.dtype)
     return planner.plan(objective)
 '''
+MPC_WITH_THE_REFERENCE = '''    from mbrl_course.planning import CEM
+
+    plan = CEM(horizon=15, action_low=ACTION_LOW, action_high=ACTION_HIGH, population=100, elites=10,
+               iterations=3, device="cpu", seed=0, dtype=state.dtype).plan(objective)
+'''
 
 # name -> (edits (solution cell, old text, new text), graded cells that must lose points, what the
-# check that catches it says)
+# check that catches it says); every check named here but check_independent runs in the visible part
+# of its test cell, so that the student sees the mistake named before handing in
 BUGS = {
     "off_by_one_horizon": (
         [("mpc_step", "for t in range(horizon):", "for t in range(horizon - 1):")],
@@ -57,19 +66,19 @@ BUGS = {
         {"test_cem"}, ("check_cem_refits", "never refit")),
     "elites_by_lowest_return": (
         [("select_elites", "torch.topk(returns, elites).indices", "torch.topk(returns, elites, largest=False).indices")],
-        {"test_select_elites", "test_cem"}, ("check_select_elites_top", "SMALLEST")),
+        {"test_select_elites", "test_cem"}, ("check_select_elites_top", r"SMALLEST returns \(argmin")),
     "bounds_ignored": (
         [("sample_gaussian", "return torch.clamp(mean + std * noise, action_low, action_high)", "return mean + std * noise")],
         {"test_sample_gaussian", "test_cem"}, ("check_sample_gaussian_shape", "outside")),
     "random_shooting_argmin": (
         [("random_shooting", "torch.argmax(returns)", "torch.argmin(returns)")],
-        {"test_random_shooting"}, ("check_random_shooting_best", "SMALLEST")),
+        {"test_random_shooting"}, ("check_random_shooting_best", r"SMALLEST return \(argmin\)")),
     "uniform_ignores_low_bound": (
         [("sample_uniform", "return action_low + unit * (action_high - action_low)", "return unit * action_high")],
         {"test_sample_uniform", "test_random_shooting"}, ("check_sample_uniform_statistics", "mean")),
     "unbiased_std_in_refit": (
         [("refit", "correction=0", "correction=1")],
-        {"test_refit"}, ("check_refit_std", "E - 1")),
+        {"test_refit"}, ("check_refit_std", r"σ uses 1/\(E-1\); CEM's refit uses 1/E")),
     "one_elite_too_few": (
         [("select_elites", "torch.topk(returns, elites).indices", "torch.argsort(returns, descending=True)[: elites - 1]")],
         {"test_select_elites", "test_cem"}, ("check_select_elites_count", "exactly")),
@@ -79,7 +88,18 @@ BUGS = {
     "calls_the_reference_cem": (
         [("cem", None, CALL_REFERENCE)],
         {"test_cem"}, ("check_independent", "reference implementation")),
+    "mpc_step_plans_with_the_reference_cem": (
+        [("mpc_step", "    plan = planner(objective)  # (H, A)\n", MPC_WITH_THE_REFERENCE)],
+        {"test_mpc_step"}, ("check_independent", "reference implementation")),
+    "reward_arguments_swapped": (
+        [("mpc_step", "reward_fn(current, actions[:, t], following)", "reward_fn(following, actions[:, t], current)")],
+        {"test_mpc_step"}, ("check_mpc_objective", r"reward_fn\(i_\{t\+1\}, u_t, i_t\)")),
+    "uniform_ignores_the_generator": (
+        [("sample_uniform", "torch.rand(shape, generator=generator, ", "torch.rand(shape, ")],
+        {"test_sample_uniform", "test_random_shooting"}, ("check_sample_uniform_generator", "generator")),
 }
+ZERO_CELLS = {"calls_the_reference_cem": "test_cem", "mpc_step_plans_with_the_reference_cem": "test_mpc_step"}
+"""Bugs whose cell the veto zeroes: the function called the reference implementation."""
 
 
 # ------------------------------------------------------------------------------ building submissions
@@ -159,8 +179,8 @@ def test_nothing_under_assignments_holds_solutions_or_hidden_tests():
         if path.is_file():
             text = path.read_text(errors="replace")
             assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, path
-            for needle in ("torch.topk(returns, elites)", "std(dim=0, correction=0)", "check_cem_refits", "check_mpc_objective",
-                           "check_independent"):
+            for needle in ("torch.topk(returns, elites)", "std(dim=0, correction=0)", "check_cem_converges",
+                           "check_mpc_objective_models", "check_independent", "hidden_checks"):
                 assert needle not in text, f"{path} leaks {needle!r}"
     assert len(secret_lines) > 30  # the oracle above really looked at solution and hidden-test lines
 
@@ -211,45 +231,121 @@ def test_each_wrong_solution_loses_points_where_its_bug_is(graded, bug):
         else:
             assert result.cells[name] == points, f"{bug}: {name} should keep its points"
     assert result.score < MAX_SCORE
-    if bug == "calls_the_reference_cem":
-        assert result.cells["test_cem"] == 0
+    if bug in ZERO_CELLS:
+        assert result.cells[ZERO_CELLS[bug]] == 0
+
+
+CHECKS = {
+    "check_mpc_objective": lambda ns: pt.check_mpc_objective(ns["mpc_step"], seed=1),
+    "check_cem_refits": lambda ns: pt.check_cem_refits(ns["cem"], seed=2),
+    "check_select_elites_top": lambda ns: pt.check_select_elites_top(ns["select_elites"], seed=3),
+    "check_sample_gaussian_shape": lambda ns: pt.check_sample_gaussian_shape(ns["sample_gaussian"], seed=4),
+    "check_random_shooting_best": lambda ns: pt.check_random_shooting_best(ns["random_shooting"], seed=5),
+    "check_sample_uniform_statistics": lambda ns: pt.check_sample_uniform_statistics(ns["sample_uniform"], seed=6),
+    "check_sample_uniform_generator": lambda ns: pt.check_sample_uniform_generator(ns["sample_uniform"], seed=6),
+    "check_refit_std": lambda ns: pt.check_refit_std(ns["refit"], seed=7),
+    "check_select_elites_count": lambda ns: pt.check_select_elites_count(ns["select_elites"], seed=8),
+    "check_mpc_step_action": lambda ns: pt.check_mpc_step_action(
+        ns["mpc_step"], ns["model"], ns["reward_fn"], torch.zeros(2), action_dim=1, seed=9),
+}
+"""The check that catches each bug of BUGS, called directly (``check_independent`` takes the function's name)."""
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_each_wrong_solution_is_told_what_is_wrong(bug):
     edits, _, (check, phrase) = BUGS[bug]
     correct, wrong = solution_namespace(), solution_namespace(edits)
-    calls = {
-        "check_mpc_objective": lambda ns: pt.check_mpc_objective(ns["mpc_step"], seed=1),
-        "check_cem_refits": lambda ns: pt.check_cem_refits(ns["cem"], seed=2),
-        "check_select_elites_top": lambda ns: pt.check_select_elites_top(ns["select_elites"], seed=3),
-        "check_sample_gaussian_shape": lambda ns: pt.check_sample_gaussian_shape(ns["sample_gaussian"], seed=4),
-        "check_random_shooting_best": lambda ns: pt.check_random_shooting_best(ns["random_shooting"], seed=5),
-        "check_sample_uniform_statistics": lambda ns: pt.check_sample_uniform_statistics(ns["sample_uniform"], seed=6),
-        "check_refit_std": lambda ns: pt.check_refit_std(ns["refit"], seed=7),
-        "check_select_elites_count": lambda ns: pt.check_select_elites_count(ns["select_elites"], seed=8),
-        "check_mpc_step_action": lambda ns: pt.check_mpc_step_action(
-            ns["mpc_step"], ns["model"], ns["reward_fn"], torch.zeros(2), action_dim=1, seed=9),
-        "check_independent": lambda ns: pt.check_independent("cem", ns["cem"], seed=10),
-    }
-    calls[check](correct)  # the correct solution passes this check ...
+    if check == "check_independent":
+        (name,) = {grade_id for grade_id, _, _ in edits}
+        call = lambda ns: pt.check_independent(name, ns[name], seed=10)  # noqa: E731
+    else:
+        call = CHECKS[check]
+    call(correct)  # the correct solution passes this check ...
     with pytest.raises(GradingError, match=phrase):  # ... the wrong one fails it, saying why
-        calls[check](wrong)
+        call(wrong)
+
+
+@pytest.mark.parametrize("bug", sorted(b for b, (_, _, (check, _)) in BUGS.items() if check != "check_independent"))
+def test_each_mistake_is_named_by_a_visible_check(bug):
+    """The student sees the message before handing in: the check that names the bug runs in the visible part
+    of the test cell of the function that has it."""
+    edits, _, (check, _) = BUGS[bug]
+    nb = nbformat.read(SOURCE, as_version=4)
+    (function,) = {grade_id for grade_id, _, _ in edits}
+    assert check in helpers.visible_calls(cell_by_id(nb, f"test_{function}").source, "planning_tests")
+
+
+def test_visible_checks_carry_at_least_half_of_every_cells_points():
+    nb = nbformat.read(SOURCE, as_version=4)
+    for name in GRADED_CELLS:
+        visible, hidden = helpers.part_weights(cell_by_id(nb, name).source)
+        assert visible >= hidden > 0, f"{name}: visible weight {visible}, hidden {hidden}"
 
 
 def test_the_solution_passes_every_check_across_seeds():
     ns = solution_namespace()
     for seed in (101, 202):
         pt.check_sample_uniform_statistics(ns["sample_uniform"], seed)
+        pt.check_sample_uniform_generator(ns["sample_uniform"], seed)
         pt.check_random_shooting_best(ns["random_shooting"], seed)
-        pt.check_random_shooting_vs_reference(ns["random_shooting"], seed)
+        ph.check_random_shooting_vs_reference(ns["random_shooting"], seed)
+        ph.check_random_shooting_generator(ns["random_shooting"], seed)
         pt.check_sample_gaussian_statistics(ns["sample_gaussian"], seed)
+        pt.check_sample_gaussian_generator(ns["sample_gaussian"], seed)
         pt.check_select_elites_top(ns["select_elites"], seed)
         pt.check_refit_std(ns["refit"], seed)
         pt.check_cem_refits(ns["cem"], seed)
         pt.check_cem_initial_distribution(ns["cem"], seed)
-        pt.check_cem_converges(ns["cem"], seed, runs=3, beyond_bounds=True)
+        ph.check_cem_converges(ns["cem"], seed, runs=3, beyond_bounds=True)
+        ph.check_cem_generator(ns["cem"], seed)
         pt.check_mpc_objective(ns["mpc_step"], seed)
+        ph.check_mpc_objective_models(ns["mpc_step"], seed)
+        for name in ("sample_uniform", "random_shooting", "sample_gaussian", "select_elites", "refit", "cem", "mpc_step"):
+            pt.check_independent(name, ns[name], seed)
+
+
+# ------------------------------------------------------------------------------ visible and hidden checks
+def test_the_visible_checks_offer_no_oracle():
+    """Nothing a student imports computes an answer for inputs of the student's choosing: the oracles,
+    the comparisons with the reference and the hidden-only checks live in solutions/hidden_checks."""
+    for name in ("rollout_returns", "cem_errors", "check_cem_converges", "check_random_shooting_vs_reference",
+                 "check_mpc_closed_loop", "check_mpc_objective_models"):
+        assert not hasattr(pt, name) and hasattr(ph, name), name
+    assert helpers.hidden_only_names(ph).isdisjoint(dir(pt))
+
+
+def test_the_visible_checks_never_import_the_reference():
+    """Graded notebooks run where mbrl_course.planning is absent: neither importing the visible checks nor
+    running the visible part of every test cell on the solution imports it."""
+    assert not any(m.startswith("mbrl_course.planning") for m in helpers.imports_in_source(Path(pt.__file__)))
+    modules, _ = helpers.run_fresh("import mbrl_course.grading.planning")
+    assert "mbrl_course.grading.planning" in modules and "mbrl_course.planning" not in modules
+    modules, out = helpers.run_fresh(helpers.visible_code(SOURCE, ("imports", "model")))
+    assert "[FAIL]" not in out and out.count("[PASS]") >= 2 * len(GRADED_CELLS), out
+    assert "mbrl_course.planning" not in modules
+
+
+def test_the_hidden_tests_load_their_checks_and_the_release_names_none_of_them():
+    nb = nbformat.read(SOURCE, as_version=4)
+    for name in GRADED_CELLS:
+        visible, _, hidden_part = cell_by_id(nb, name).source.partition(helpers.HIDDEN_MARKER)
+        assert "planning_hidden" not in visible and "hidden_checks" not in visible
+        if "planning_hidden." in hidden_part:
+            assert 'planning_hidden = hidden_checks("planning")' in hidden_part
+    assert helpers.secret_lines_in(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, SOURCE) == []
+    text = (REPO / "assignments" / ASSIGNMENT / NOTEBOOK).read_text()
+    for name in helpers.hidden_only_names(ph) | {"hidden_checks", "planning_hidden", "check_independent"}:
+        assert name not in text, f"the release names the hidden {name!r}"
+
+
+def test_a_students_copy_of_the_course_has_no_hidden_checks(tmp_path, monkeypatch):
+    course = new_course(tmp_path / "course", with_release=True)
+    shutil.rmtree(course / "solutions")  # what a student has: the release, no solutions
+    monkeypatch.delenv(instructor.ENV_VAR, raising=False)
+    monkeypatch.setattr(instructor, "_root", None)  # a root the grading pipeline set in this process
+    monkeypatch.chdir(course / "assignments" / ASSIGNMENT)
+    with pytest.raises(instructor.HiddenChecksMissing, match="instructor"):
+        instructor.hidden_checks("planning")
 
 
 # ------------------------------------------------------------------------------ (e) misbehaving submissions
@@ -343,12 +439,13 @@ def test_feedback_html_for_graded_and_ungradable_students(graded, tmp_path):
 
 
 # ------------------------------------------------------------------------------ the commands
-def test_course_command_validate_release_and_errors(tmp_path, kernel_env, capsys):
+def test_course_command_validate_release_and_errors(tmp_path, kernel_env, capsys, monkeypatch):
     import argparse
 
     parser = argparse.ArgumentParser(prog="mbrl-course")
     add_course_parser(parser.add_subparsers(dest="command"))
     course = new_course(tmp_path / "course", with_release=True)
+    monkeypatch.delenv(instructor.ENV_VAR, raising=False)  # validate's copy of the course brings its hidden checks
     assert run_course(parser.parse_args(["course", "validate", "--course-dir", str(course), "--timeout", str(TIMEOUT)])) == 0
     assert f"{ASSIGNMENT}: OK" in capsys.readouterr().out
     assert not (course / "gradebook.db").exists()  # validate works on a temporary copy

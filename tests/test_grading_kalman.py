@@ -4,15 +4,18 @@ One nbgrader autograde run (on a copy of the course in tmp_path) grades a class 
 solution notebook: the reference solution (full marks), the untouched release (0), an alternative
 correct solution (the slide's information-form update and a MultivariateNormal log-density: full
 marks) and realistic wrong solutions, each of which loses points in the cells where its bug is
-(and keeps them elsewhere). The checks of :mod:`mbrl_course.grading.kalman` are also called
-directly: each wrong solution is told what is wrong, the solution passes them on other seeds,
-and their exact oracles agree with independent libraries (scipy, filterpy, pykalman).
+(and keeps them elsewhere). The visible checks of :mod:`mbrl_course.grading.kalman` and the
+instructor's hidden ones (``solutions/hidden_checks/kalman.py``) are also called directly: each
+wrong solution is told by a visible check what is wrong, the solution passes every check on other
+seeds, the hidden exact oracles agree with independent libraries (scipy, filterpy, pykalman) and
+pass the visible checks, and the visible module neither offers an oracle nor imports the reference.
 The course machinery (release, submit, autograde) is Assignment 1's, from mbrl_course.grading.pipeline
 and tests/test_grading.py.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import grading_helpers as helpers
@@ -25,6 +28,8 @@ from grading_helpers import REPO, apply_edits, new_course
 from mbrl_course.grading import kalman as kt
 from mbrl_course.grading import pipeline
 from mbrl_course.grading.report import GradingError
+
+kh = helpers.hidden("kalman")  # the instructor's hidden checks (solutions/hidden_checks/kalman.py)
 
 ASSIGNMENT = "02-kalman"
 NOTEBOOK = "02-kalman.ipynb"
@@ -52,7 +57,8 @@ MULTIVARIATE_NORMAL = '''    V = D + C @ Sigma @ C.mT
 LOOP = ("        mu, Sigma = predict_step(m, S, E, F)\n"
         "        total = total + log_predictive(mu, Sigma, y, C, D)\n")
 
-# name -> (edits (solution cell, old text, new text), graded cells that must lose points, (check, phrase))
+# name -> (edits (solution cell, old text, new text), graded cells that must lose points, (check, phrase));
+# every check named here but "independent" runs in the visible part of a test cell
 BUGS = {
     "predict_forgets_F": (
         [("predict_step", "Sigma = F + E @ S @ E.mT", "Sigma = E @ S @ E.mT")],
@@ -67,7 +73,7 @@ BUGS = {
     "innovation_with_filtered_mean": (
         [("kalman_log_likelihood", LOOP, "        total = total + log_predictive(m, S, y, C, D)\n"
                                          "        mu, Sigma = predict_step(m, S, E, F)\n")],
-        {"test_kalman_log_likelihood"}, ("likelihood_values", "filtered m_{t-1}, S_{t-1}")),
+        {"test_kalman_log_likelihood"}, ("likelihood_one_step", r"scored with p\(s_0\)")),
     "missing_log_2pi": (
         [("log_predictive", " - 0.5 * dy * math.log(2 * math.pi)", "")],
         {"test_log_predictive", "test_kalman_log_likelihood"}, ("predictive_values", "missing the log 2π term")),
@@ -82,7 +88,17 @@ BUGS = {
         {"test_fit"}, ("fit_climbs", "gradient descent")),
     "fit_forgets_zero_grad": (
         [("fit", "        optimizer.zero_grad()\n", "")],
-        {"test_fit"}, ("fit_adam_steps", "never zero the gradients")),
+        {"test_fit"}, ("fit_climbs", r"zero the gradients in every step \(optimizer.zero_grad\(\)\)")),
+    "fit_with_sgd": (
+        [("fit", "optimizer = torch.optim.Adam(", "optimizer = torch.optim.SGD(")],
+        {"test_fit"}, ("fit_first_step", "SGD")),
+    "likelihood_keeps_the_last_term": (
+        [("kalman_log_likelihood", "total = total + log_predictive(mu, Sigma, y, C, D)",
+          "total = log_predictive(mu, Sigma, y, C, D)")],
+        {"test_kalman_log_likelihood"}, ("likelihood_values", "only the last term")),
+    "logdet_cut_off_from_autograd": (
+        [("log_predictive", "- 0.5 * torch.logdet(V)", "- 0.5 * torch.logdet(V).detach()")],
+        {"test_kalman_log_likelihood"}, ("likelihood_gradient", "finite differences")),
     "calls_the_reference_filter": (
         [("kalman_log_likelihood", None, CALL_REFERENCE)],
         {"test_kalman_log_likelihood"}, ("independent", "reference implementation")),
@@ -99,12 +115,25 @@ def solution_namespace(edits=()) -> dict:
 CHECKS = {
     "predict_cov": lambda ns: kt.check_predict_step_cov(ns["predict_step"], seed=1),
     "update_values": lambda ns: kt.check_update_step_values(ns["update_step"], seed=2),
+    "likelihood_one_step": lambda ns: kt.check_kalman_log_likelihood_one_step(ns["kalman_log_likelihood"], seed=3),
     "likelihood_values": lambda ns: kt.check_kalman_log_likelihood_values(ns["kalman_log_likelihood"], seed=3),
+    "likelihood_gradient": lambda ns: kt.check_kalman_log_likelihood_gradient(ns["kalman_log_likelihood"], seed=3),
     "predictive_values": lambda ns: kt.check_log_predictive_values(ns["log_predictive"], seed=4),
     "fit_climbs": lambda ns: kt.check_fit_climbs(ns["fit"], seed=6),
-    "fit_adam_steps": lambda ns: kt.check_fit_adam_steps(ns["fit"], seed=7),
+    "fit_first_step": lambda ns: kt.check_fit_first_step(ns["fit"], seed=6),
     "independent": lambda ns: kt.check_independent("kalman_log_likelihood", ns["kalman_log_likelihood"], seed=8),
 }
+"""The visible check that catches each bug of BUGS, called directly."""
+HIDDEN_CHECKS = {
+    "likelihood_models": lambda ns: kh.check_kalman_log_likelihood_models(ns["kalman_log_likelihood"], seed=3),
+    "fit_adam_steps": lambda ns: kh.check_fit_adam_steps(ns["fit"], seed=7),
+}
+VISIBLE_NAMES = {"predict_cov": "check_predict_step_cov", "update_values": "check_update_step_values",
+                 "likelihood_one_step": "check_kalman_log_likelihood_one_step",
+                 "likelihood_values": "check_kalman_log_likelihood_values",
+                 "likelihood_gradient": "check_kalman_log_likelihood_gradient",
+                 "predictive_values": "check_log_predictive_values", "fit_climbs": "check_fit_climbs",
+                 "fit_first_step": "check_fit_first_step"}
 
 
 # ------------------------------------------------------------------------------ one autograde run
@@ -133,7 +162,7 @@ def test_release_leaks_no_solution_or_hidden_test():
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     for needle in ("torch.linalg.solve(V, C @ Sigma)", "gain @ V @ gain.mT", "torch.logdet(V)",
                    "optimizer = torch.optim.Adam(params", "check_independent", "check_fit_adam_steps",
-                   "check_kalman_log_likelihood_models", "check_update_step_batched"):
+                   "check_kalman_log_likelihood_models", "check_update_step_models"):
         assert needle not in text, f"the release leaks {needle!r}"
     assert text.count("raise NotImplementedError()") == 5
     nb = nbformat.read(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, as_version=4)
@@ -188,6 +217,23 @@ def test_each_wrong_solution_is_told_what_is_wrong(bug):
         CHECKS[check](solution_namespace(edits))
 
 
+@pytest.mark.parametrize("bug", sorted(b for b, (_, _, (check, _)) in BUGS.items() if check != "independent"))
+def test_each_mistake_is_named_by_a_visible_check(bug):
+    """The student sees the message before handing in: the check that names the bug runs in the visible
+    part of a test cell that loses points for it."""
+    _, losing, (check, _) = BUGS[bug]
+    nb = nbformat.read(SOURCE, as_version=4)
+    assert any(VISIBLE_NAMES[check] in helpers.visible_calls(helpers.cell_by_id(nb, c).source, "kalman_tests")
+               for c in losing)
+
+
+def test_visible_checks_carry_at_least_half_of_every_cells_points():
+    nb = nbformat.read(SOURCE, as_version=4)
+    for name in GRADED_CELLS:
+        visible, hidden = helpers.part_weights(helpers.cell_by_id(nb, name).source)
+        assert visible >= hidden > 0, f"{name}: visible weight {visible}, hidden {hidden}"
+
+
 @pytest.mark.filterwarnings("ignore:The use of `x.T`:UserWarning")
 @pytest.mark.parametrize(("edits", "check", "phrase"), [
     ([("predict_step", "Sigma = F + E @ S @ E.mT", "Sigma = F + E.mT @ S @ E")], "predict_cov", "wrong side"),
@@ -199,13 +245,20 @@ def test_each_wrong_solution_is_told_what_is_wrong(bug):
      "likelihood_values", "averaged"),
     ([("kalman_log_likelihood", LOOP + "        m, S = update_step(mu, Sigma, y, C, D)\n",
        "        total = total + log_predictive(m, S, y, C, D)\n        m, S = update_step(m, S, y, C, D)\n"
-       "        m, S = predict_step(m, S, E, F)\n")], "likelihood_values", "without a prediction step"),
+       "        m, S = predict_step(m, S, E, F)\n")], "likelihood_models", "without a prediction step"),
+    ([("kalman_log_likelihood", LOOP, "        total = total + log_predictive(m, S, y, C, D)\n"
+                                      "        mu, Sigma = predict_step(m, S, E, F)\n")],
+     "likelihood_models", "filtered m_{t-1}, S_{t-1}"),
     ([("fit", "optimizer = torch.optim.Adam(", "optimizer = torch.optim.SGD(")], "fit_adam_steps", "SGD"),
+    ([("fit", "        optimizer.zero_grad()\n", "")], "fit_adam_steps", "never zero the gradients"),
+    ([("fit", "(-value).backward()", "value.backward()")], "fit_first_step", "gradient descent"),
     ([("fit", "        trace.append(value.detach())", "        trace.append(log_likelihood(*params).detach())")],
      "fit_adam_steps", "after each step"),
+    ([("kalman_log_likelihood", "    return total", "    return total.detach()")], "likelihood_gradient", "no gradient"),
 ])
 def test_more_mistakes_get_their_own_message(edits, check, phrase):
-    checks = dict(CHECKS, predict_batched=lambda ns: kt.check_predict_step_batched(ns["predict_step"], seed=9))
+    checks = dict(CHECKS, **HIDDEN_CHECKS,
+                  predict_batched=lambda ns: kt.check_predict_step_batched(ns["predict_step"], seed=9))
     checks[check](solution_namespace())
     with pytest.raises(GradingError, match=phrase):
         checks[check](solution_namespace(edits))
@@ -214,16 +267,21 @@ def test_more_mistakes_get_their_own_message(edits, check, phrase):
 def test_the_solution_passes_every_check_across_seeds():
     ns = solution_namespace()
     for seed in (101,):
-        kt.check_predict_step_reference(ns["predict_step"], seed)
+        kh.check_predict_step_models(ns["predict_step"], seed)
         kt.check_predict_step_batched(ns["predict_step"], seed)
-        kt.check_update_step_models(ns["update_step"], seed)
+        kh.check_update_step_models(ns["update_step"], seed)
         kt.check_update_step_batched(ns["update_step"], seed)
-        kt.check_log_predictive_models(ns["log_predictive"], seed)
+        kh.check_log_predictive_models(ns["log_predictive"], seed)
         kt.check_log_predictive_batched(ns["log_predictive"], seed)
-        kt.check_kalman_log_likelihood_models(ns["kalman_log_likelihood"], seed, runs=2)
+        kt.check_kalman_log_likelihood_one_step(ns["kalman_log_likelihood"], seed)
+        kt.check_kalman_log_likelihood_values(ns["kalman_log_likelihood"], seed, state_dim=3, obs_dim=1)
         kt.check_kalman_log_likelihood_gradient(ns["kalman_log_likelihood"], seed)
-        kt.check_fit_adam_steps(ns["fit"], seed)
-        kt.check_fit_marginal_likelihood(ns["fit"], seed)
+        kh.check_kalman_log_likelihood_models(ns["kalman_log_likelihood"], seed, runs=2)
+        kh.check_kalman_log_likelihood_exact_gradient(ns["kalman_log_likelihood"], seed)
+        kt.check_fit_climbs(ns["fit"], seed)
+        kt.check_fit_first_step(ns["fit"], seed)
+        kh.check_fit_adam_steps(ns["fit"], seed)
+        kh.check_fit_marginal_likelihood(ns["fit"], seed)
         for name in ("predict_step", "update_step", "log_predictive", "kalman_log_likelihood", "fit"):
             kt.check_independent(name, ns[name], seed)
 
@@ -251,7 +309,7 @@ def test_joint_log_likelihood_matches_pykalman_and_the_reference_filter():
 
     for seed, (dx, dy, T) in enumerate([(3, 2, 12), (2, 1, 30), (1, 1, 5)]):
         model = kt.random_model(seed, dx, dy, num_steps=T)
-        exact = float(kt.joint_log_likelihood(model.Y, model.m0, model.S0, model.E, model.F, model.C, model.D))
+        exact = float(kh.joint_log_likelihood(model.Y, model.m0, model.S0, model.E, model.F, model.C, model.D))
         # pykalman's prior is p(s_1): N(E m_0, E S_0 Eᵀ + F) in the slide's convention (y_1 after one prediction)
         pk = KalmanFilter(transition_matrices=model.E.numpy(), observation_matrices=model.C.numpy(),
                           transition_covariance=model.F.numpy(), observation_covariance=model.D.numpy(),
@@ -271,18 +329,18 @@ def test_condition_and_predictive_oracles_match_filterpy_and_scipy():
         kf = KalmanFilter(dim_x=dx, dim_z=dy)
         kf.x, kf.P, kf.H, kf.R = mu.numpy().copy(), Sigma.numpy().copy(), C.numpy(), D.numpy()
         kf.update(y.numpy())
-        m, S = kt.condition_oracle(mu, Sigma, y, C, D)
+        m, S = kh.condition_oracle(mu, Sigma, y, C, D)
         np.testing.assert_allclose(m.numpy(), kf.x, rtol=1e-9, atol=1e-10)
         np.testing.assert_allclose(S.numpy(), kf.P, rtol=1e-9, atol=1e-10)
         V = (D + C @ Sigma @ C.T).numpy()
         want = multivariate_normal((C @ mu).numpy(), V).logpdf(y.numpy())
-        assert float(kt.log_predictive_oracle(mu, Sigma, y, C, D)) == pytest.approx(want, rel=1e-10)
+        assert float(kh.log_predictive_oracle(mu, Sigma, y, C, D)) == pytest.approx(want, rel=1e-10)
 
 
 def test_noise_problem_maximiser_is_a_maximum_of_the_reference_likelihood():
     from mbrl_course.filters import kalman_filter
 
-    Y, log_likelihood, best, best_value = kt._noise_problem(0)
+    Y, log_likelihood, best, best_value = kh._noise_problem(0)
     one = torch.ones(1, 1, dtype=F64)
 
     def reference(log_q, log_r):
@@ -305,3 +363,60 @@ def test_graded_cells_declare_their_points_and_hide_tests():
         assert "### BEGIN HIDDEN TESTS" in cell.source and cell.source.rstrip().endswith("report.score()")
         assert "check_independent" in cell.source.split("### BEGIN HIDDEN TESTS")[1]
         assert cell.metadata.nbgrader.locked
+
+
+# ------------------------------------------------------------------------------ visible and hidden checks
+def test_the_oracles_pass_the_visible_checks_and_recognised_slips_fail_them():
+    """The visible checks compute their expected values inline; the hidden oracles, checked against scipy,
+    filterpy and pykalman above, agree with them on every visible example, and Adam's recognised slips fail."""
+    for seed in (0, 5):
+        kt.check_update_step_values(kh.condition_oracle, seed, sizes=[(3, 2), (2, 4), (1, 1)])
+        kt.check_log_predictive_values(kh.log_predictive_oracle, seed, sizes=[(2, 2), (3, 2), (1, 3)])
+        kt.check_kalman_log_likelihood_one_step(kh.joint_log_likelihood, seed)
+        kt.check_kalman_log_likelihood_values(kh.joint_log_likelihood, seed)
+        kt.check_kalman_log_likelihood_values(kh.joint_log_likelihood, seed, state_dim=3, obs_dim=1, num_steps=5)
+        kt.check_kalman_log_likelihood_gradient(kh.joint_log_likelihood, seed)
+        kt.check_fit_returns(kh.reference_fit, seed)
+        kt.check_fit_climbs(kh.reference_fit, seed)
+        kt.check_fit_first_step(kh.reference_fit, seed)
+    for variant, phrase in (("descent", "DOWN"), ("sgd", "SGD")):
+        with pytest.raises(GradingError, match=phrase):
+            kt.check_fit_first_step(lambda *args, v=variant: kh.reference_fit(*args, variant=v))
+    with pytest.raises(GradingError, match="zero the gradients"):
+        kt.check_fit_climbs(lambda *args: kh.reference_fit(*args, variant="no_zero_grad"))
+
+
+def test_the_visible_checks_offer_no_oracle():
+    """Nothing a student imports computes an answer for inputs of the student's choosing: the oracles with the
+    students' signatures, the comparisons with the reference and the catalogues that need them are hidden."""
+    for name in ("condition_oracle", "log_predictive_oracle", "joint_log_likelihood", "joint_moments",
+                 "reference_fit", "_variant_log_likelihood", "_likelihood_mistakes", "_noise_problem",
+                 "check_fit_adam_steps", "check_kalman_log_likelihood_models", "check_predict_step_models"):
+        assert not hasattr(kt, name), name
+        assert hasattr(kh, name), name
+    for name in ("_predict_cov_mistakes", "_update_mistakes", "_predictive_mistakes", "check_predict_step_reference"):
+        assert not hasattr(kt, name), name  # the visible checks recognise these slips on their own examples only
+    assert helpers.hidden_only_names(kh).isdisjoint(dir(kt))
+
+
+def test_the_visible_checks_never_import_the_reference():
+    """Graded notebooks run where mbrl_course.filters is absent: neither importing the visible checks nor
+    running the imports cell and the visible part of every test cell on the solution imports it."""
+    assert not any(m.startswith("mbrl_course.filters") for m in helpers.imports_in_source(Path(kt.__file__)))
+    modules, _ = helpers.run_fresh("import mbrl_course.grading.kalman")
+    assert "mbrl_course.grading.kalman" in modules and "mbrl_course.filters" not in modules
+    modules, out = helpers.run_fresh(helpers.visible_code(SOURCE))
+    assert "[FAIL]" not in out and out.count("[PASS]") >= 3 * len(GRADED_CELLS), out
+    assert "mbrl_course.filters" not in modules
+
+
+def test_the_hidden_tests_load_their_checks_and_the_release_names_none_of_them():
+    nb = nbformat.read(SOURCE, as_version=4)
+    for name in GRADED_CELLS:
+        visible, _, hidden_part = helpers.cell_by_id(nb, name).source.partition(helpers.HIDDEN_MARKER)
+        assert "kalman_hidden" not in visible and "hidden_checks" not in visible
+        assert 'kalman_hidden = hidden_checks("kalman")' in hidden_part and "kalman_hidden.check_" in hidden_part
+    assert helpers.secret_lines_in(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, SOURCE) == []
+    text = (REPO / "assignments" / ASSIGNMENT / NOTEBOOK).read_text()
+    for name in helpers.hidden_only_names(kh) | {"hidden_checks", "kalman_hidden", "check_independent"}:
+        assert name not in text, f"the release names the hidden {name!r}"

@@ -568,8 +568,12 @@ def generate_feedback(root: str | Path, assignment: str, students: Iterable[str]
 
 # ------------------------------------------------------------------------------ validate
 def _copy_course(root: Path, dest: Path, assignment: str) -> None:
+    from mbrl_course.grading.instructor import HIDDEN_DIR
+
     dirs = _dirs(root)
     shutil.copy2(root / CONFIG_FILE, dest / CONFIG_FILE)
+    if (root / HIDDEN_DIR).is_dir():
+        shutil.copytree(root / HIDDEN_DIR, dest / HIDDEN_DIR, ignore=shutil.ignore_patterns("__pycache__"))
     for key in ("source", "release"):
         src = dirs[key] / assignment
         if src.is_dir():
