@@ -9,6 +9,7 @@ For test cells (imported by the notebooks; light, no nbgrader needed):
   detect calls into the reference implementation (``expect_independent``).
 - :mod:`mbrl_course.grading.planning`: the visible checks of Assignment 1 (planning).
 - :mod:`mbrl_course.grading.kalman`: the visible checks of Assignment 2 (Kalman filtering, marginal likelihood).
+- :mod:`mbrl_course.grading.ensembles`: the visible checks of Assignment 3 (probabilistic ensembles and PETS).
 
   Visible checks draw their own examples and never compute an answer for a student's inputs, nor
   import the reference implementation. The hidden tests' oracles, comparisons with the reference
