@@ -59,6 +59,14 @@ CALL_REFERENCE_NORMALIZER = '''    from mbrl_course.data import Normalizer
 BOOTSTRAP_PERMUTATIONS = ("    return torch.stack([torch.randperm(num_points, generator=generator) "
                           "for _ in range(ensemble_size)])\n")
 
+
+
+def reference_phrase(package: str) -> str:
+    """What a student who calls ``package`` reads: the check's message here, the sandbox's when grading."""
+    name = re.escape(package)
+    return rf"reference implementation in {name}|importing {name} \(the reference implementation"
+
+
 # name -> (edits (solution cell, old text, new text), graded cells that must lose points, (check, phrase))
 BUGS = {
     "log_variance_used_as_variance": (
@@ -113,10 +121,10 @@ BUGS = {
         {"test_expected_returns"}, ("returns_noise", "do not move")),
     "calls_the_reference_nll": (
         [("gaussian_nll", None, CALL_REFERENCE_NLL)],
-        {"test_gaussian_nll", "test_train_ensemble"}, ("independent_nll", "reference implementation in mbrl_course.models")),
+        {"test_gaussian_nll", "test_train_ensemble"}, ("independent_nll", reference_phrase("mbrl_course.models"))),
     "calls_the_reference_normalizer": (
         [("prepare_training_data", None, CALL_REFERENCE_NORMALIZER)],
-        {"test_prepare_training_data"}, ("independent_prepare", "reference implementation in mbrl_course.data")),
+        {"test_prepare_training_data"}, ("independent_prepare", reference_phrase("mbrl_course.data"))),
 }
 VETOED = {"calls_the_reference_nll": "test_gaussian_nll", "calls_the_reference_normalizer": "test_prepare_training_data"}
 
@@ -177,8 +185,8 @@ def checks(hidden) -> dict:
         "returns_noise": lambda ns: hidden.check_returns_noise(ns["expected_returns"], seed=16),
         "returns_exact": lambda ns: hidden.check_returns_exact(ns["expected_returns"], seed=17),
         "returns_ts1": lambda ns: hidden.check_returns_ts1(ns["expected_returns"], seed=18),
-        "independent_nll": lambda ns: hidden.check_independent("gaussian_nll", ns["gaussian_nll"], seed=19),
-        "independent_prepare": lambda ns: hidden.check_independent("prepare_training_data",
+        "independent_nll": lambda ns: hidden.check_no_reference_calls("gaussian_nll", ns["gaussian_nll"], seed=19),
+        "independent_prepare": lambda ns: hidden.check_no_reference_calls("prepare_training_data",
                                                                    ns["prepare_training_data"], seed=20),
     }
 
@@ -209,7 +217,7 @@ def test_release_leaks_no_solution_or_hidden_test():
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     for needle in ("torch.where(std < 1e-6", "math.log(2 * math.pi))", "F.softplus(max_logvar - log_var)",
                    "torch.randint(0, num_points", "member_indices.gather(1, order)", "2 * torch.log(target_std)",
-                   "hidden_checks", "check_independent", "check_returns_noise", "check_train_learns_noise"):
+                   "hidden_checks", "check_no_reference_calls", "check_returns_noise", "check_train_learns_noise"):
         assert needle not in text, f"the release leaks {needle!r}"
     assert text.count("raise NotImplementedError()") == len(STUDENT_FUNCTIONS)
     nb = nbformat.read(REPO / "assignments" / ASSIGNMENT / NOTEBOOK, as_version=4)
@@ -338,7 +346,7 @@ def test_the_solution_passes_every_check_across_seeds(hidden):
         et.check_pets_action_objective(ns["pets_action"], seed)
         hidden.check_pets_action_closed_loop(ns["pets_action"], seed)
         for name in STUDENT_FUNCTIONS:
-            hidden.check_independent(name, ns[name], seed)
+            hidden.check_no_reference_calls(name, ns[name], seed)
 
 
 def test_a_crash_and_a_missing_function_get_messages_not_exceptions():
@@ -475,6 +483,15 @@ def test_the_hidden_checks_are_not_installed_with_the_package():
     assert "hidden_checks" not in release
 
 
+def test_no_hidden_check_shares_a_name_with_the_installed_grading_package():
+    """The student export refuses a package that defines a name of the hidden checks (mbrl_course.grading.export)."""
+    from mbrl_course.grading import export
+
+    hidden_names = export._top_level_names((REPO / instructor.HIDDEN_DIR / "ensembles.py").read_text())
+    for path in sorted((REPO / "mbrl_course" / "grading").glob("*.py")):
+        assert not export._top_level_names(path.read_text()) & hidden_names, path
+
+
 def test_graded_cells_declare_their_points_and_hide_tests():
     nb = nbformat.read(SOURCE, as_version=4)
     cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
@@ -483,7 +500,7 @@ def test_graded_cells_declare_their_points_and_hide_tests():
         assert f"points={cell.metadata.nbgrader.points})" in cell.source
         visible, hidden_part = cell.source.split("### BEGIN HIDDEN TESTS")
         assert cell.source.rstrip().endswith("report.score()")
-        assert 'hidden_checks("ensembles")' in hidden_part and "check_independent" in hidden_part
+        assert 'hidden_checks("ensembles")' in hidden_part and "check_no_reference_calls" in hidden_part
         assert "veto=True" in hidden_part and "hidden." not in visible
         assert cell.metadata.nbgrader.locked
         weights = [_weight(line) for line in visible.splitlines() if "report.part(" in line]

@@ -633,7 +633,7 @@ def _expect_independent(name: str, call: Callable, package: str) -> None:
         )
 
 
-def check_independent(name: str, fn: Callable, seed: int = 0,
+def check_no_reference_calls(name: str, fn: Callable, seed: int = 0,
                       packages: tuple[str, ...] = ("mbrl_course.models", "mbrl_course.data")) -> None:
     """``fn`` (the student's function called ``name``) runs without code of the reference packages."""
     for package in packages:
