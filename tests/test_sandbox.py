@@ -285,3 +285,20 @@ def test_the_wall_time_limit_stops_the_submission(tmp_path):
 def test_limits_are_checked():
     with pytest.raises(ValueError, match="memory_mb"):
         sandbox.Limits(memory_mb=0)
+
+
+def test_preloaded_modules_may_use_ctypes_before_the_hook(tmp_path):
+    with Sandbox(tmp_path, sandbox.Limits(cell_seconds=60), ["mbrl_course.models"], REPO,
+                 preload=["mbrl_course.envs"]) as session:
+        text, reply = session.exec_cell("import gymnasium as gym\nimport mbrl_course.envs\n"
+                                        "env = gym.make('Pendulum-v1')\nprint(env.reset(seed=0)[0].shape)",
+                                        "cell envs")
+        assert "error" not in reply and text == "(3,)\n", (text, reply)
+
+
+def test_a_preload_that_pulls_in_the_reference_refuses_to_start(tmp_path):
+    # Landlock refuses to read the reference even to the preload; without it the worker refuses to go on
+    with pytest.raises(RuntimeError, match="did not start") as caught:
+        with Sandbox(tmp_path, sandbox.Limits(), ["mbrl_course.planning"], REPO, preload=["mbrl_course.agents"]):
+            pass
+    assert "mbrl_course/planning" in str(caught.value) or "mbrl_course.planning" in str(caught.value)

@@ -112,8 +112,12 @@ def expect_close(
 
 # --------------------------------------------------------------------------- reference detection
 def _package_dir(package: str) -> str:
+    """The folder of a package (with a trailing separator), or the file of a single-file module."""
     module = importlib.import_module(package)
-    return os.path.dirname(os.path.realpath(module.__file__)) + os.sep
+    path = os.path.realpath(module.__file__)
+    if os.path.basename(path) == "__init__.py":
+        return os.path.dirname(path) + os.sep
+    return path
 
 
 @contextlib.contextmanager
@@ -134,7 +138,8 @@ def reference_calls(package: str = "mbrl_course.planning") -> Iterator[list[str]
         filename = frame.f_code.co_filename
         inside = known.get(filename)
         if inside is None:
-            inside = known[filename] = os.path.realpath(filename).startswith(root)
+            real = os.path.realpath(filename)
+            inside = known[filename] = real == root or real.startswith(root) and root.endswith(os.sep)
         if inside:
             seen.append(f"{frame.f_code.co_name} ({os.path.basename(filename)})")
 

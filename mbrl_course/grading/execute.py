@@ -144,6 +144,9 @@ class Sandbox:
     """The course folder: only the package (and a virtual environment) in it are readable inside."""
     namespaces: bool = True
     landlock: bool = True
+    preload: list[str] = field(default_factory=list)
+    """Modules the student's process imports before the audit hook goes up (e.g. ``mujoco``, whose
+    import loads plugins with ctypes, which the hook refuses afterwards)."""
 
     def __post_init__(self) -> None:
         self.stopped: str | None = None
@@ -186,7 +189,7 @@ class Sandbox:
             "blocked_modules": list(self.blocked_modules), "blocked_paths": module_paths(self.blocked_modules),
             "private_paths": private_paths, "package_dir": str(package),
             "course_root": str(root) if root is not None else "", "namespaces": self.namespaces,
-            "landlock": self.landlock, "threads": int(os.environ.get("MBRL_GRADING_THREADS", "2")),
+            "landlock": self.landlock, "preload": list(self.preload), "threads": int(os.environ.get("MBRL_GRADING_THREADS", "2")),
             "sys_path": [p for p in sys.path if p not in ("", ".") and Path(p or ".").resolve() != Path.cwd()],
         }
         env = {
@@ -419,15 +422,39 @@ def trusted_cells(db_url: str, notebook: str, assignment: str) -> dict[str, Trus
     return cells
 
 
+@contextlib.contextmanager
+def _kept_global_state():
+    """Undo what a notebook's set-up and test cells change in the grader's process: torch's default
+    dtype, thread count and grad mode, and the global random generators (the next notebook,
+    another student's, must start from the same state)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    saved = (torch.get_default_dtype(), torch.get_num_threads(), torch.is_grad_enabled(),
+             torch.get_rng_state(), np.random.get_state(), random.getstate())
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved[0])
+        torch.set_num_threads(saved[1])
+        torch.set_grad_enabled(saved[2])
+        torch.set_rng_state(saved[3])
+        np.random.set_state(saved[4])
+        random.setstate(saved[5])
+
+
 def grade_notebook(nb, box: Sandbox, trusted: dict[str, TrustedCell]) -> None:
     """Run every code cell of ``nb`` where it belongs and put the outputs in place (in place)."""
     import nbformat
 
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") == "code":
-            _grade_cell(index, cell, namespace, box, trusted)
-            cell["outputs"] = [nbformat.from_dict(output) for output in cell.get("outputs", [])]
+    with _kept_global_state():
+        for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") == "code":
+                _grade_cell(index, cell, namespace, box, trusted)
+                cell["outputs"] = [nbformat.from_dict(output) for output in cell.get("outputs", [])]
 
 
 def _grade_cell(index: int, cell, namespace: dict, box: Sandbox, trusted: dict[str, TrustedCell]) -> None:
@@ -484,6 +511,9 @@ if NbGraderPreprocessor is not None:
         landlock = Bool(True, help="use Landlock file and network rules where available").tag(config=True)
         course_root = Unicode("", help="the course folder (default: found from the notebook's folder)").tag(
             config=True)
+        preload_modules = List(
+            [], help="modules imported in the student's process before the sandbox's audit hook (e.g. "
+                     "mbrl_course.envs: MuJoCo loads its plugins with ctypes)").tag(config=True)
 
         def limits(self) -> Limits:
             return Limits(memory_mb=self.memory_mb, wall_seconds=self.wall_seconds, cell_seconds=self.cell_seconds,
@@ -500,7 +530,8 @@ if NbGraderPreprocessor is not None:
             assignment, notebook = info["assignment"], info["notebook"]
             blocked = list(self.common_reference_modules) + list(self.reference_modules.get(assignment, []))
             trusted = trusted_cells(info["db_url"], notebook, assignment)
-            box = Sandbox(folder, self.limits(), blocked, root, self.namespaces, self.landlock)
+            box = Sandbox(folder, self.limits(), blocked, root, self.namespaces, self.landlock,
+                          list(self.preload_modules))
             with box:
                 grade_notebook(nb, box, trusted)
             notes = list(box.notes) + [f"refused by the sandbox: {e}" for e in dict.fromkeys(box.events)]

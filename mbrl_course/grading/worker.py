@@ -138,6 +138,13 @@ def main() -> int:
 
     outputs: list = []
     shell = _make_shell(outputs)
+    import importlib
+
+    for name in cfg.get("preload", []):
+        importlib.import_module(name)
+    leaked = [m for m in sys.modules for b in cfg["blocked_modules"] if m == b or m.startswith(b + ".")]
+    if leaked:  # the instructor's preload pulled in the reference: refuse to grade rather than leak it
+        raise SystemExit(f"preload_modules import the reference implementation ({', '.join(sorted(leaked))})")
     sandbox.install_audit_hook(cfg["blocked_modules"], cfg["blocked_paths"], cfg["workdir"], cfg["private_paths"])
     layers.append("audit hook")
     text = _CappedText()
