@@ -94,3 +94,12 @@ c.Autograde.autograde_preprocessors = [
 ]
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
+
+# ----------------------------------------------------------------------------- feedback
+# Feedback shows every check's message, but not the hidden tests' code (their seeds and the
+# names of the instructor's checks stay private; the autograded copies keep them).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

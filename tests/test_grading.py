@@ -435,6 +435,7 @@ def test_feedback_html_for_graded_and_ungradable_students(graded, tmp_path):
     assert ("not_json", "grading-problem.html") in names
     html = (course / "feedback" / "std_not_refit" / ASSIGNMENT / "01-planning.html").read_text()
     assert "never refit" in html  # the student reads what was wrong
+    assert "hidden_checks" not in html and "HIDDEN TESTS" not in html  # but not the hidden tests' code
     assert "not a readable notebook" in (course / "feedback" / "not_json" / ASSIGNMENT / "grading-problem.html").read_text()
 
 
