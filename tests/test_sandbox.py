@@ -302,3 +302,16 @@ def test_a_preload_that_pulls_in_the_reference_refuses_to_start(tmp_path):
         with Sandbox(tmp_path, sandbox.Limits(), ["mbrl_course.planning"], REPO, preload=["mbrl_course.agents"]):
             pass
     assert "mbrl_course/planning" in str(caught.value) or "mbrl_course.planning" in str(caught.value)
+
+
+def test_without_the_kernel_layers_the_audit_hook_still_refuses(tmp_path):
+    # what a machine without Landlock and user namespaces (macOS, old kernels) gets
+    with Sandbox(tmp_path, sandbox.Limits(cell_seconds=60), ["mbrl_course.planning"], REPO,
+                 namespaces=False, landlock=False) as session:
+        assert session.layers[-1] == "audit hook" and not any("Landlock" in layer for layer in session.layers)
+        for code, refused in [("import mbrl_course.planning", "importing"),
+                              (f"open({str(REPO / 'nbgrader_config.py')!r}).read()", "instructor"),
+                              ("import os\nos.system('true')", "starting another program"),
+                              ("open('/tmp/mbrl-sandbox-escape', 'w')", "writing outside")]:
+            error = session.exec_cell(code, "cell attack")[1].get("error") or {}
+            assert refused in error.get("message", ""), (code, error)

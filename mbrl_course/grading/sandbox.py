@@ -85,23 +85,28 @@ def drain_events() -> list[str]:
 
 
 # ------------------------------------------------------------------------------ layer 1: rlimits
-def _set_limit(which: int, value: int) -> None:
-    soft, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
+def _set_limit(which: int, value: int) -> bool:
+    """Lower a limit to ``value`` (never above its hard limit); False where the system refuses
+    (macOS, for one, does not enforce an address-space limit)."""
+    try:
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def apply_rlimits(limits: Limits) -> list[str]:
-    _set_limit(resource.RLIMIT_AS, int(limits.memory_mb) * 2**20)
-    _set_limit(resource.RLIMIT_CPU, limits.cpu)
-    _set_limit(resource.RLIMIT_FSIZE, int(limits.file_mb) * 2**20)
-    _set_limit(resource.RLIMIT_CORE, 0)
-    applied = [f"memory {limits.memory_mb} MiB", f"CPU {limits.cpu} s", f"files {limits.file_mb} MiB"]
-    if os.geteuid() != 0 and hasattr(resource, "RLIMIT_NPROC"):
-        _set_limit(resource.RLIMIT_NPROC, int(limits.processes))
-        applied.append(f"processes {limits.processes}")
-    return applied
+    """Set the resource limits; returns those that hold, e.g. ``["memory 4096 MiB", ...]``."""
+    wanted = [(resource.RLIMIT_AS, int(limits.memory_mb) * 2**20, f"memory {limits.memory_mb} MiB"),
+              (resource.RLIMIT_CPU, limits.cpu, f"CPU {limits.cpu} s"),
+              (resource.RLIMIT_FSIZE, int(limits.file_mb) * 2**20, f"files {limits.file_mb} MiB"),
+              (resource.RLIMIT_CORE, 0, "no core files")]
+    if os.geteuid() != 0 and hasattr(resource, "RLIMIT_NPROC"):  # root is exempt from it anyway
+        wanted.append((resource.RLIMIT_NPROC, int(limits.processes), f"processes {limits.processes}"))
+    return [name for which, value, name in wanted if _set_limit(which, value)]
 
 
 # ------------------------------------------------------------------------------ layer 2: namespaces
