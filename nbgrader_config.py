@@ -65,9 +65,11 @@ c.SandboxedExecute.reference_modules = {
     "02-kalman": ["mbrl_course.filters", "mbrl_course.viz.filtering"],
     "03-ensembles-pets": ["mbrl_course.models", "mbrl_course.data", "mbrl_course.agents", "mbrl_course.runs"],
 }
-# Modules the student's process imports before the audit hook (which refuses ctypes): list
-# mbrl_course.envs here for an assignment whose notebook makes MuJoCo environments (MuJoCo loads
-# its plugins with ctypes). They must not import an assignment's reference modules.
+# Modules the student's process imports before the audit hook (which refuses ctypes and
+# subprocesses): for an assignment whose notebook makes MuJoCo environments, list
+# "mbrl_course.envs", "mujoco" and the gymnasium modules of those environments (e.g.
+# "gymnasium.envs.mujoco.half_cheetah_v5"); MuJoCo's import loads plugins with ctypes and starts
+# a process. They must not import an assignment's reference modules.
 c.SandboxedExecute.preload_modules = []
 # Our notebooks start in seconds; the kernel settings below are for plain `nbgrader` commands
 # that still use a Jupyter kernel (validate in the instructor's Jupyter, formgrader).

@@ -288,12 +288,13 @@ def test_limits_are_checked():
 
 
 def test_preloaded_modules_may_use_ctypes_before_the_hook(tmp_path):
-    with Sandbox(tmp_path, sandbox.Limits(cell_seconds=60), ["mbrl_course.models"], REPO,
-                 preload=["mbrl_course.envs"]) as session:
+    preload = ["mbrl_course.envs", "mujoco", "gymnasium.envs.mujoco.half_cheetah_v5"]
+    with Sandbox(tmp_path, sandbox.Limits(cell_seconds=60), ["mbrl_course.models"], REPO, preload=preload) as session:
         text, reply = session.exec_cell("import gymnasium as gym\nimport mbrl_course.envs\n"
-                                        "env = gym.make('Pendulum-v1')\nprint(env.reset(seed=0)[0].shape)",
-                                        "cell envs")
-        assert "error" not in reply and text == "(3,)\n", (text, reply)
+                                        "print(gym.make('Pendulum-v1').reset(seed=0)[0].shape)\n"
+                                        "print(gym.make('HalfCheetah-v5').reset(seed=0)[0].shape)", "cell envs")
+        assert "error" not in reply and text == "(3,)\n(17,)\n", (text, reply)
+        assert session.events == []  # nothing had to be refused
 
 
 def test_a_preload_that_pulls_in_the_reference_refuses_to_start(tmp_path):
