@@ -110,6 +110,56 @@ def expect_close(
         )
 
 
+def call_student(name: str, fn: Callable, *args, **kwargs) -> Any:
+    """Call the student's function ``name``; ``NotImplementedError`` becomes a message (any other crash
+    reaches the :class:`~mbrl_course.grading.report.Report`, which names the student's line that raised)."""
+    try:
+        return fn(*args, **kwargs)
+    except GradingError:
+        raise
+    except NotImplementedError:
+        raise GradingError(f"{name}: not implemented yet: replace `raise NotImplementedError()` with your code") from None
+
+
+def expect_pair(name: str, result: Any, first: str, second: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``result`` must be a pair of tensors (``first``, ``second`` name them in messages); return it."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise GradingError(f"{name} returned a {type(result).__name__}; expected a pair ({first}, {second}).")
+    return expect_tensor(f"{name} ({first})", result[0]), expect_tensor(f"{name} ({second})", result[1])
+
+
+def _first_tensor(result: Any) -> Any:
+    """The result itself, or the first entry of a tuple result (e.g. a network's outputs)."""
+    while isinstance(result, (tuple, list)) and result:
+        result = result[0]
+    return result
+
+
+def expect_uses_generator(name: str, draw: Callable[[torch.Generator], Any], seed: int = 0, *,
+                          atol: float = 0.0, example: str = "torch.rand") -> None:
+    """Same seed -> same result (up to ``atol``), other seed -> another: all randomness comes from the
+    generator ``draw`` is given. A tuple result is judged by its first tensor."""
+
+    def result(offset: int) -> torch.Tensor:
+        value = call_student(name, draw, torch.Generator().manual_seed(seed + offset))
+        return expect_tensor(name, _first_tensor(value))
+
+    first, again, other = result(0), result(0), result(1)
+    alike = first.shape == again.shape and (
+        torch.equal(first, again) if atol == 0 else
+        torch.allclose(first.double(), again.double(), atol=atol, rtol=10 * atol))
+    if not alike:
+        raise GradingError(
+            f"{name}: two calls with generators seeded alike gave different results. Draw every random "
+            f"number from the generator you are given, e.g. {example}(..., generator=generator)."
+        )
+    if first.shape == other.shape and torch.equal(first, other):
+        raise GradingError(
+            f"{name}: generators with different seeds gave the same result. Draw your random numbers "
+            "from the generator you are given (do not create or reseed your own)."
+        )
+
+
 # --------------------------------------------------------------------------- reference detection
 def _package_dir(package: str) -> str:
     """The folder of a package (with a trailing separator), or the file of a single-file module."""

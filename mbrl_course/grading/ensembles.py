@@ -41,7 +41,9 @@ from typing import Any
 
 import torch
 
-from mbrl_course.grading.checks import expect_finite, expect_shape, expect_tensor, fmt
+from mbrl_course.grading.checks import call_student as _call
+from mbrl_course.grading.checks import expect_finite, expect_shape, expect_tensor, expect_uses_generator, fmt
+from mbrl_course.grading.checks import expect_pair as _pair
 from mbrl_course.grading.report import GradingError
 
 DTYPE = torch.float64
@@ -52,23 +54,6 @@ NORMALIZER_KEYS = ("input_mean", "input_std", "target_mean", "target_std")
 # ------------------------------------------------------------------------------ helpers
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _call(name: str, fn: Callable, *args, **kwargs):
-    """Call the student's function; ``NotImplementedError`` becomes a message (any other crash reaches the
-    :class:`~mbrl_course.grading.report.Report`, which names the student's line that raised)."""
-    try:
-        return fn(*args, **kwargs)
-    except GradingError:
-        raise
-    except NotImplementedError:
-        raise GradingError(f"{name}: not implemented yet: replace `raise NotImplementedError()` with your code") from None
-
-
-def _pair(name: str, result: Any, first: str, second: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise GradingError(f"{name} returned a {type(result).__name__}; expected a pair ({first}, {second}).")
-    return expect_tensor(f"{name} ({first})", result[0]), expect_tensor(f"{name} ({second})", result[1])
 
 
 def _close(got: torch.Tensor, want: torch.Tensor, atol: float = 1e-8, rtol: float = 1e-6) -> bool:
@@ -89,26 +74,8 @@ def _worst(got: torch.Tensor, want: torch.Tensor) -> str:
 
 def check_uses_generator(name: str, draw: Callable[[torch.Generator], Any], seed: int = 0) -> None:
     """Same seed -> same result, other seed -> another result: all randomness comes from ``generator``."""
-    first = expect_tensor(name, _first_tensor(_call(name, draw, _generator(seed))))
-    again = expect_tensor(name, _first_tensor(_call(name, draw, _generator(seed))))
-    other = expect_tensor(name, _first_tensor(_call(name, draw, _generator(seed + 1))))
-    if first.shape != again.shape or not torch.allclose(first.to(DTYPE), again.to(DTYPE), atol=1e-6, rtol=1e-5):
-        raise GradingError(
-            f"{name}: two calls with generators seeded alike gave different results. Draw every random number "
-            "from the generator you are given, e.g. torch.randint(..., generator=generator)."
-        )
-    if first.shape == other.shape and torch.equal(first, other):
-        raise GradingError(
-            f"{name}: generators with different seeds gave the same result. Draw your random numbers from the "
-            "generator you are given (do not create or reseed your own)."
-        )
+    expect_uses_generator(name, draw, seed, atol=1e-6, example="torch.randint")
 
-
-def _first_tensor(result: Any) -> Any:
-    """The result itself, or the first entry of a tuple result (e.g. the net's outputs)."""
-    while isinstance(result, (tuple, list)) and result:
-        result = result[0]
-    return result
 
 
 # ------------------------------------------------------------------------------ D_real and normalisation

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from mbrl_course.grading import remote
 from mbrl_course.grading.report import StudentError
-from mbrl_course.grading.sandbox import Limits
+from mbrl_course.grading.sandbox import Limits, within
 from mbrl_course.grading.wire import Channel, PeerTimeout, WireError
 
 STARTUP_SECONDS = 120.0
@@ -181,7 +181,7 @@ class Sandbox:
         private_paths = []
         if root is not None:
             keep = {package, *(root / name for name in (".venv", "venv", ".device"))}
-            private_paths = [str(p) for p in root.iterdir() if p.resolve() not in keep and not _within(package, p)]
+            private_paths = [str(p) for p in root.iterdir() if p.resolve() not in keep and not within(package, p.resolve())]
         to_worker, from_checker = os.pipe()
         from_worker, to_checker = os.pipe()
         config = {
@@ -313,11 +313,6 @@ class Sandbox:
     def reference_events(self, since: int) -> list[str]:
         """Attempts to use the reference implementation among the events from index ``since`` on."""
         return [e for e in self.events[since:] if "reference implementation" in e]
-
-
-def _within(path: Path, folder: Path) -> bool:
-    path, folder = Path(path).resolve(), Path(folder).resolve()
-    return path == folder or folder in path.parents
 
 
 def _seed_font_cache(target: Path) -> None:

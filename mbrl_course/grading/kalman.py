@@ -41,7 +41,9 @@ from dataclasses import dataclass
 
 import torch
 
+from mbrl_course.grading.checks import call_student as _call
 from mbrl_course.grading.checks import expect_finite, expect_independent, expect_shape, expect_tensor, fmt
+from mbrl_course.grading.checks import expect_pair as _pair
 from mbrl_course.grading.report import GradingError
 
 DTYPE = torch.float64
@@ -143,23 +145,6 @@ def random_moments(seed: int, state_dim: int = 3, obs_dim: int = 2, batch: Seque
 
 
 # ------------------------------------------------------------------------------ helpers
-def _call(name: str, fn: Callable, *args):
-    """Call the student's function; ``NotImplementedError`` becomes a message (any other crash reaches the
-    :class:`~mbrl_course.grading.report.Report`, which names the student's line that raised)."""
-    try:
-        return fn(*args)
-    except GradingError:
-        raise
-    except NotImplementedError:
-        raise GradingError(f"{name}: not implemented yet: replace `raise NotImplementedError()` with your code") from None
-
-
-def _pair(name: str, result, first: str, second: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise GradingError(f"{name} returned a {type(result).__name__}; expected a pair ({first}, {second}).")
-    return expect_tensor(f"{name} ({first})", result[0]), expect_tensor(f"{name} ({second})", result[1])
-
-
 def _close(got: torch.Tensor, want: torch.Tensor, atol: float = ATOL, rtol: float = RTOL) -> bool:
     if tuple(got.shape) != tuple(want.shape):
         return False
@@ -571,16 +556,12 @@ def check_kalman_log_likelihood_values(kalman_log_likelihood: Callable, seed: in
 
 
 @_single_threaded
-def check_kalman_log_likelihood_gradient(kalman_log_likelihood: Callable, seed: int = 0) -> None:
-    """Differentiable: autograd's gradient with respect to F and D agrees with finite differences of the function.
-
-    Along a random symmetric direction Δ, (f(F + hΔ) - f(F - hΔ)) / 2h ≈ ⟨∇_F f, Δ⟩, and the same for D:
-    a part of the computation cut off from autograd (``.item()``, ``float(...)``, ``.detach()``) breaks it.
-    """
-    model = random_model(seed, 2, 1, num_steps=10)
+def gradients_wrt_F_and_D(log_likelihood: Callable, model: RandomModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Autograd's gradient of ``log_likelihood(Y, m0, S0, E, F, C, D)`` with respect to F and D on ``model``;
+    a result without gradient (cut off from autograd) is a GradingError that says so."""
     F = model.F.clone().requires_grad_(True)
     D = model.D.clone().requires_grad_(True)
-    value = _call("kalman_log_likelihood", kalman_log_likelihood, model.Y, model.m0, model.S0, model.E, F, model.C, D)
+    value = log_likelihood(model.Y, model.m0, model.S0, model.E, F, model.C, D)
     if not isinstance(value, torch.Tensor) or not value.requires_grad:
         raise GradingError(
             "kalman_log_likelihood: the result carries no gradient with respect to F and D. Keep the "
@@ -590,6 +571,17 @@ def check_kalman_log_likelihood_gradient(kalman_log_likelihood: Callable, seed: 
     gF, gD = torch.autograd.grad(value.sum(), (F, D), allow_unused=True)
     if gF is None or gD is None:
         raise GradingError("kalman_log_likelihood: the result does not depend on F or D through autograd.")
+    return gF, gD
+
+
+def check_kalman_log_likelihood_gradient(kalman_log_likelihood: Callable, seed: int = 0) -> None:
+    """Differentiable: autograd's gradient with respect to F and D agrees with finite differences of the function.
+
+    Along a random symmetric direction Δ, (f(F + hΔ) - f(F - hΔ)) / 2h ≈ ⟨∇_F f, Δ⟩, and the same for D:
+    a part of the computation cut off from autograd (``.item()``, ``float(...)``, ``.detach()``) breaks it.
+    """
+    model = random_model(seed, 2, 1, num_steps=10)
+    gF, gD = gradients_wrt_F_and_D(lambda *a: _call("kalman_log_likelihood", kalman_log_likelihood, *a), model)
     gen, h = _generator(70_000 + seed), 1e-5
     for name, gradient in (("F", gF), ("D", gD)):
         direction = torch.randn(gradient.shape, generator=gen, dtype=DTYPE)

@@ -36,12 +36,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mbrl_course.grading.checks import call_student as _call
 from mbrl_course.grading.checks import (
     expect_close,
     expect_in_bounds,
     expect_independent,
     expect_shape,
     expect_tensor,
+    expect_uses_generator,
     fmt,
 )
 from mbrl_course.grading.report import GradingError
@@ -107,16 +109,6 @@ def spied(objective: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Callable[[
     return spy, scored
 
 
-def _call(name: str, fn: Callable, *args, **kwargs):
-    """Call the student's function; a crash becomes a message naming the function."""
-    try:
-        return fn(*args, **kwargs)
-    except GradingError:
-        raise
-    except NotImplementedError:
-        raise GradingError(f"{name}: not implemented yet: replace `raise NotImplementedError()` with your code") from None
-
-
 def _rows_of(chosen: torch.Tensor, samples: torch.Tensor, atol: float = 1e-9) -> list[int | None]:
     """For each sequence of ``chosen`` (K, H, A), the index of the equal row of ``samples`` (N, H, A), or None."""
     match = (chosen.detach().to(DTYPE)[:, None] - samples.to(DTYPE)[None]).abs().amax(dim=(2, 3)) <= atol  # (K, N)
@@ -126,19 +118,7 @@ def _rows_of(chosen: torch.Tensor, samples: torch.Tensor, atol: float = 1e-9) ->
 # ------------------------------------------------------------------------------ randomness
 def _expect_uses_generator(name: str, draw: Callable[[torch.Generator], torch.Tensor], seed: int) -> None:
     """Same seed -> same samples, other seed -> other samples: all randomness comes from ``generator``."""
-    first = expect_tensor(name, _call(name, draw, _generator(seed)))
-    again = expect_tensor(name, _call(name, draw, _generator(seed)))
-    other = expect_tensor(name, _call(name, draw, _generator(seed + 1)))
-    if first.shape != again.shape or not torch.equal(first, again):
-        raise GradingError(
-            f"{name}: two calls with generators seeded alike gave different samples. Draw all random "
-            "numbers from the generator you are given, e.g. torch.rand(..., generator=generator)."
-        )
-    if first.shape == other.shape and torch.equal(first, other):
-        raise GradingError(
-            f"{name}: generators with different seeds gave the same samples. Draw your random numbers "
-            "from the generator you are given (do not create or reseed your own)."
-        )
+    expect_uses_generator(name, draw, seed)
 
 
 # ------------------------------------------------------------------------------ sample_uniform

@@ -245,7 +245,8 @@ SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/op
 """System folders the student's process may read (those that exist)."""
 
 
-def _within(path: Path, folder: Path) -> bool:
+def within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies under it (both already resolved)."""
     return path == folder or folder in path.parents
 
 
@@ -257,13 +258,13 @@ def allowed_reads(package_dir: Path, blocked_paths: list[Path], course_root: Pat
     (solutions, hidden checks, other students' submissions, the gradebook) is.
     """
     course = course_root.resolve() if course_root is not None else None
-    reads = [p for p in SYSTEM_READ if os.path.exists(p) and (course is None or not _within(course, Path(p)))]
+    reads = [p for p in SYSTEM_READ if os.path.exists(p) and (course is None or not within(course, Path(p)))]
     for entry in {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
                   *sys.path}:
         if not entry or not os.path.isdir(entry):
             continue
         path = Path(entry).resolve()
-        if course is not None and (_within(course, path) or _within(path, course)):
+        if course is not None and (within(course, path) or within(path, course)):
             continue  # the course folder or one that holds it: handled below
         reads.append(str(path))
     if course is not None:
@@ -276,9 +277,9 @@ def allowed_reads(package_dir: Path, blocked_paths: list[Path], course_root: Pat
     def walk(folder: Path) -> None:
         for child in sorted(folder.iterdir()):
             resolved = child.resolve()
-            if any(_within(b, resolved) and b != resolved for b in blocked):
+            if any(within(b, resolved) and b != resolved for b in blocked):
                 walk(child)
-            elif not any(_within(resolved, b) for b in blocked):
+            elif not any(within(resolved, b) for b in blocked):
                 files.append(str(child))
 
     package = package_dir.resolve()

@@ -58,6 +58,7 @@ from mbrl_course.grading.kalman import (
     check_predict_step_cov,
     check_predict_step_mean,
     check_update_step_values,
+    gradients_wrt_F_and_D,
     random_model,
     random_moments,
 )
@@ -257,24 +258,8 @@ def check_kalman_log_likelihood_models(kalman_log_likelihood: Callable, seed: in
 def check_kalman_log_likelihood_exact_gradient(kalman_log_likelihood: Callable, seed: int = 0) -> None:
     """Differentiable: autograd's gradient with respect to F and D equals that of the exact log-density."""
     model = random_model(seed, 2, 1, num_steps=10)
-
-    def gradients(fn):
-        F = model.F.clone().requires_grad_(True)
-        D = model.D.clone().requires_grad_(True)
-        value = fn(model.Y, model.m0, model.S0, model.E, F, model.C, D)
-        if not isinstance(value, torch.Tensor) or not value.requires_grad:
-            raise GradingError(
-                "kalman_log_likelihood: the result carries no gradient with respect to F and D. Keep the "
-                "computation in torch (no .item(), .numpy(), float(...) or .detach() inside), so that "
-                "fit can differentiate it."
-            )
-        gF, gD = torch.autograd.grad(value.sum(), (F, D), allow_unused=True)
-        if gF is None or gD is None:
-            raise GradingError("kalman_log_likelihood: the result does not depend on F or D through autograd.")
-        return gF, gD
-
-    got = gradients(lambda *a: _call("kalman_log_likelihood", kalman_log_likelihood, *a))
-    want = gradients(joint_log_likelihood)
+    got = gradients_wrt_F_and_D(lambda *a: _call("kalman_log_likelihood", kalman_log_likelihood, *a), model)
+    want = gradients_wrt_F_and_D(joint_log_likelihood, model)
     for name, g, w in zip(("F", "D"), got, want):  # gradients in a symmetric matrix: compare their symmetric parts
         g, w = 0.5 * (g + g.mT), 0.5 * (w + w.mT)
         if not _close(g, w, 1e-7, 1e-5):
