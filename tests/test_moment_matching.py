@@ -36,14 +36,21 @@ def random_gaussian(dim: int, seed: int):
     return mean, root @ root.T + 0.05 * torch.eye(dim, dtype=DTYPE)
 
 
+def posterior_mean_gradient(x, inputs, beta, lengthscales, signal_var):
+    """∂m_a/∂x = Σ_i β_ai k_a(x, x_i) Λ_a⁻¹ (x_i − x) at every sample: (N, D, E)."""
+    weighted = se_kernel(x, inputs, lengthscales, signal_var) * beta[:, None, :]  # (E, N, n)
+    toward = weighted @ inputs - weighted.sum(-1, keepdim=True) * x  # Σ_i β k (x_i − x): (E, N, D)
+    return (toward * lengthscales.pow(-2)[:, None, :]).permute(1, 2, 0)
+
+
 def monte_carlo(mean, cov, inputs, beta, inverse, lengthscales, signal_var, seed):
-    """Per-sample posterior means m(x) (N, E), variances v(x) (N, E) and inputs x (N, D)."""
+    """Per-sample posterior means m(x) (N, E), variances v(x) (N, E), inputs x (N, D), gradients ∂m/∂x (N, D, E)."""
     gen = torch.Generator().manual_seed(200 + seed)
     x = mean + torch.randn(SAMPLES, mean.shape[0], generator=gen, dtype=DTYPE) @ torch.linalg.cholesky(cov).T
     cross = se_kernel(x, inputs, lengthscales, signal_var)  # (E, N, n)
     m = (cross * beta[:, None, :]).sum(-1).T
     v = (signal_var[:, None] - ((cross @ inverse) * cross).sum(-1)).T
-    return x, m, v
+    return x, m, v, posterior_mean_gradient(x, inputs, beta, lengthscales, signal_var)
 
 
 def within(got, estimate, standard_error, what):
@@ -56,7 +63,7 @@ def test_mean_covariance_and_input_covariance_match_monte_carlo(dim, outputs, se
     gp = random_gp(dim, outputs, points=15, seed=seed)
     mean, cov = random_gaussian(dim, seed)
     got = gp_moments_at_gaussian_input(mean, cov, gp[0], gp[1], gp[3], gp[4], kernel_inverse=gp[2])
-    x, m, v = monte_carlo(mean, cov, *gp, seed)
+    x, m, v, gradient = monte_carlo(mean, cov, *gp, seed)
     n = float(SAMPLES)
     within(got.mean, m.mean(0), m.std(0) / n**0.5, "mean")
     centred = m - m.mean(0)
@@ -67,7 +74,18 @@ def test_mean_covariance_and_input_covariance_match_monte_carlo(dim, outputs, se
     xc = x - x.mean(0)
     io = xc[:, :, None] * centred[:, None, :]  # (N, D, E)
     within(got.input_cov, io.mean(0), io.std(0) / n**0.5, "input-output covariance")
+    within(got.input_gain, gradient.mean(0), gradient.std(0) / n**0.5, "input gain E[∂f/∂x]ᵀ")
+    assert torch.allclose(cov @ got.input_gain, got.input_cov)  # Stein: Σ C = Cov[x, f(x)]
     assert torch.allclose(got.cov, got.cov.T) and bool((torch.linalg.eigvalsh(got.cov) > 0).all())
+
+
+def test_the_posterior_mean_gradient_oracle_is_autograd():
+    gp = random_gp(3, 2, points=6, seed=5)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(5), dtype=DTYPE).requires_grad_(True)
+    mean_at = se_kernel(x, gp[0], gp[3], gp[4]) * gp[1][:, None, :]  # (E, N, n)
+    rows = [torch.autograd.grad(mean_at[a].sum(), x, retain_graph=True)[0] for a in range(2)]
+    expected = torch.stack(rows, -1)  # (N, D, E)
+    assert torch.allclose(posterior_mean_gradient(x.detach(), gp[0], gp[1], gp[3], gp[4]), expected)
 
 
 def test_moments_are_batched_and_differentiable():
@@ -79,6 +97,7 @@ def test_moments_are_batched_and_differentiable():
         one = gp_moments_at_gaussian_input(means[k], covs[k], gp[0], gp[1], gp[3], gp[4], kernel_inverse=gp[2])
         assert torch.allclose(batched.mean[k], one.mean) and torch.allclose(batched.cov[k], one.cov)
         assert torch.allclose(batched.input_cov[k], one.input_cov)
+        assert torch.allclose(batched.input_gain[k], one.input_gain)
     assert torch.autograd.gradcheck(
         lambda mu: gp_moments_at_gaussian_input(mu, covs[:1], gp[0], gp[1], gp[3], gp[4], gp[2]).cov,
         (means[:1].detach().clone().requires_grad_(True),))

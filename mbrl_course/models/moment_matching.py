@@ -8,7 +8,7 @@ and the input-output covariance Cov[x, f(x)] have closed forms (Deisenroth's the
 
     ν_i = x_i − μ,   q_ai = α_a² |Σ Λ_a⁻¹ + I|^{-1/2} exp(−½ ν_iᵀ (Σ + Λ_a)⁻¹ ν_i)
     E[f_a]           = β_aᵀ q_a,                         β_a = (K_a + σ_a² I)⁻¹ y_a
-    Cov[x, f_a]      = Σ (Σ + Λ_a)⁻¹ Σ_i β_ai q_ai ν_i
+    Cov[x, f_a]      = Σ C_a,   C_a = (Σ + Λ_a)⁻¹ Σ_i β_ai q_ai ν_i   (the input gain E[∂f_a/∂x])
     E[f_a f_b]       = β_aᵀ Q_ab β_b  (+ α_a² − tr((K_a + σ_a² I)⁻¹ Q_aa) when a = b)
     Q_ab,ij          = k_a(x_i, μ) k_b(x_j, μ) |R|^{-1/2} exp(½ z_ijᵀ R⁻¹ Σ z_ij),
                        R = Σ (Λ_a⁻¹ + Λ_b⁻¹) + I,   z_ij = Λ_a⁻¹ ν_i + Λ_b⁻¹ ν_j
@@ -28,12 +28,16 @@ import torch
 
 @dataclass
 class PredictionMoments:
-    """The moments of f(x) for x ~ N(μ, Σ): ``mean`` (..., E), ``cov`` (..., E, E), ``input_cov`` (..., D, E)."""
+    """The moments of f(x) for x ~ N(μ, Σ): ``mean`` (..., E), ``cov`` (..., E, E), ``input_cov`` (..., D, E),
+    ``input_gain`` (..., D, E)."""
 
     mean: torch.Tensor
     cov: torch.Tensor
     input_cov: torch.Tensor
     """Cov[x, f(x)]: how the outputs co-vary with the input (PILCO's joint of state and change)."""
+    input_gain: torch.Tensor
+    """C = Σ⁻¹ Cov[x, f(x)] = E[∂f/∂x]ᵀ (Stein's lemma), computed without inverting Σ. Chaining
+    x → y → z: Cov[x, z] = Cov[x, y] C_{y→z} and C_{x→z} = C_{x→y} C_{y→z} (see :func:`compose`)."""
 
 
 def se_kernel(x1: torch.Tensor, x2: torch.Tensor, lengthscales: torch.Tensor, signal_var: torch.Tensor) -> torch.Tensor:
@@ -92,7 +96,8 @@ def gp_moments_at_gaussian_input(mean: torch.Tensor, cov: torch.Tensor, inputs: 
     q = signal_var[:, None] * torch.exp(exponent - 0.5 * logdet[..., None])  # (..., E, n)
     weighted = beta * q  # β_ai q_ai
     out_mean = weighted.sum(-1)  # (..., E)
-    input_cov = cov @ (weighted[..., None] * solved).sum(-2).transpose(-1, -2)  # Σ (Σ+Λ_a)⁻¹ Σ_i β q ν: (..., D, E)
+    input_gain = (weighted[..., None] * solved).sum(-2).transpose(-1, -2)  # C_a = (Σ+Λ_a)⁻¹ Σ_i β q ν: (..., D, E)
+    input_cov = cov @ input_gain  # Cov[x, f_a] = Σ C_a
 
     # second moments: Q_ab
     log_k = torch.log(signal_var)[:, None] - 0.5 * (nu[..., None, :, :].pow(2) * inv_scale[:, None, :]).sum(-1)  # (..., E, n)
@@ -118,7 +123,7 @@ def gp_moments_at_gaussian_input(mean: torch.Tensor, cov: torch.Tensor, inputs: 
         second = second + torch.diag_embed(signal_var - trace)
     out_cov = second - out_mean[..., :, None] * out_mean[..., None, :]
     out_cov = 0.5 * (out_cov + out_cov.transpose(-1, -2))
-    return PredictionMoments(out_mean, out_cov, input_cov)
+    return PredictionMoments(out_mean, out_cov, input_cov, input_gain)
 
 
 def expected_saturating_cost(mean: torch.Tensor, cov: torch.Tensor, target: torch.Tensor,
