@@ -3,6 +3,7 @@
 - :class:`DeltaMLP`: MBMF's deterministic i' = i + f_ψ(i, u).
 - :class:`GaussianEnsemble`: PETS/MBPO's p(i', g | i, u) = 1/K Σ_k N(μ_ψ^k, Σ_ψ^k), built from :class:`EnsembleLinear`.
 - :func:`fit_model`: ψ := argmin_ψ L(f_ψ, D_real) with bootstraps, holdout early stopping and elites.
+- :class:`DropoutDynamics`: Deep PILCO's dropout network, 1/K Σ_k N(μ^k_ψ, Σ), ψ ~ Dropout(ψ), particles with fixed masks.
 - :class:`TrueDynamics`: the env's own equations, the oracle f_ψ := f.
 - :class:`DynamicsModel`: the one contract all of them satisfy (fit, next_state_distribution, propagator).
 - :func:`rollout`: the one rollout primitive, driven by action sequences or a policy, gradients when wanted.
@@ -10,6 +11,7 @@
 """
 
 from mbrl_course.models.base import DynamicsModel, PointMass, Propagator
+from mbrl_course.models.dropout import DropoutDynamics, DropoutPropagator, moment_match_resample
 from mbrl_course.models.ensemble import EnsembleLinear, FoldedParams, GaussianEnsemble, gaussian_nll
 from mbrl_course.models.imagination import PROPAGATIONS, EnsemblePropagator, imagine_returns, step_particles
 from mbrl_course.models.mlp import ACTIVATIONS, DeltaMLP
@@ -21,6 +23,8 @@ __all__ = [
     "ACTIVATIONS",
     "PROPAGATIONS",
     "DeltaMLP",
+    "DropoutDynamics",
+    "DropoutPropagator",
     "DynamicsModel",
     "EnsemblePropagator",
     "EnsembleLinear",
@@ -34,6 +38,7 @@ __all__ = [
     "fit_model",
     "gaussian_nll",
     "imagine_returns",
+    "moment_match_resample",
     "rollout",
     "step_particles",
     "train_model",
