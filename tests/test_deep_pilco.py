@@ -92,7 +92,7 @@ def test_moment_matching_resample_keeps_the_particles_mean_and_covariance():
     particles = torch.randn(7, 3, generator=gen, dtype=F64) ** 3 + torch.tensor([1.0, -2.0, 0.5], dtype=F64)
     mean, cov = particles.mean(0), torch.cov(particles.T)  # unbiased: 1/(R−1)
     n_draws = 40_000
-    noise = torch.randn(n_draws, 7, 3, generator=gen, dtype=F64)
+    noise = torch.randn(n_draws, 7, 7, generator=gen, dtype=F64)
     draws = moment_match_resample(particles.expand(n_draws, 7, 3), noise).reshape(-1, 3)
     n = draws.shape[0]
     se_mean = (cov.diagonal() / n).sqrt()
@@ -100,11 +100,11 @@ def test_moment_matching_resample_keeps_the_particles_mean_and_covariance():
     se_cov = ((cov.diagonal()[:, None] * cov.diagonal()[None, :] + cov**2) / n).sqrt()
     assert bool(((torch.cov(draws.T) - cov).abs() < 4 * se_cov).all())
     # the resample passes gradients to the particles: finite differences agree
-    fixed = torch.randn(4, 7, 3, generator=gen, dtype=F64)
+    fixed = torch.randn(4, 7, 7, generator=gen, dtype=F64)
     assert torch.autograd.gradcheck(lambda x: moment_match_resample(x, fixed), particles.expand(4, 7, 3).clone()
                                     .requires_grad_())
     with pytest.raises(ValueError, match="at least 2 particles"):
-        moment_match_resample(particles[:1], noise[0, :1])
+        moment_match_resample(particles[:1], noise[0, :1, :1])
 
 
 def test_the_propagator_refits_its_rows_after_every_step():
@@ -117,7 +117,7 @@ def test_the_propagator_refits_its_rows_after_every_step():
     out, _ = prop.step(obs, action)
     gen.set_state(before)
     noisy = _masked_mean(model, obs, action, prop.masks) + model.output_std() * _standard_normal((6, 3), gen, obs)
-    torch.testing.assert_close(out, moment_match_resample(noisy, _standard_normal((6, 3), gen, obs)))
+    torch.testing.assert_close(out, moment_match_resample(noisy, _standard_normal((6, 6), gen, obs)))
     with pytest.raises(ValueError, match="at least 2 rows"):
         model.propagator().layout(1)
 

@@ -242,6 +242,8 @@ class DeepPILCOLearner:
         moment_matching: refit the particles after every step; None: True for ``"reparam"``, False for
             ``"reinforce"`` (which refuses True).
         max_grad_norm: clip the gradient's norm to this before each Adam step (None: no clipping).
+        start_std: the ridge of the fitted start distribution, Σ_0 = sample covariance + start_std² I
+            (:func:`start_distribution`).
         device: where the policy and the generators live. seed: seeds them.
     """
 
@@ -263,6 +265,7 @@ class DeepPILCOLearner:
         exploration_std: float | None = None,
         moment_matching: bool | None = None,
         max_grad_norm: float | None = None,
+        start_std: float = 0.1,
         device: torch.device | str = "cpu",
         seed: int | None = 0,
     ):
@@ -301,6 +304,7 @@ class DeepPILCOLearner:
             raise ValueError(f"particles: moment matching refits a Gaussian to the particles, expected K >= 2, "
                              f"got {particles}")
         self.max_grad_norm = None if max_grad_norm is None else check_positive_float("max_grad_norm", max_grad_norm)
+        self.start_std = check_positive_float("start_std", start_std)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
         base = 0 if seed is None else int(seed)
         self.generator = torch.Generator(device=self.device)
@@ -360,7 +364,8 @@ class DeepPILCOLearner:
             raise ValueError(f"model: expected obs_dim = {self.obs_dim}, got {model.obs_dim}")
         if not self.initialised:
             self._initialise(real_buffer)
-        start_mean, start_chol = start_distribution(episode_starts(real_buffer).to(self.device, model.dtype))
+        start_mean, start_chol = start_distribution(episode_starts(real_buffer).to(self.device, model.dtype),
+                                                    self.start_std)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         for _ in range(self.policy_steps):
             result = self.objective(model, start_mean, start_chol)
@@ -439,8 +444,8 @@ class DeepPILCOConfig:
     """N, basis functions of the RBF controller."""
     particles: int = 10
     """K, particles per rollout of the policy update."""
-    horizon: int = 25
-    """H, imagined steps per rollout."""
+    horizon: int = 40
+    """H, imagined steps per rollout (40: PILCO's 4 s of the cart-pole)."""
     policy_steps: int = 1000
     """Adam steps on the policy per policy update (each on a fresh rollout)."""
     policy_lr: float = 1e-2
@@ -453,6 +458,8 @@ class DeepPILCOConfig:
     """Refit the particles by a Gaussian after every step; None: True (reparam) or False (reinforce, which needs False)."""
     max_grad_norm: float | None = 10.0
     """Clip the policy gradient's norm to this before each Adam step (None: no clipping)."""
+    start_std: float = 0.1
+    """Ridge of the start distribution fit to D_real's episode starts: Σ_0 = sample covariance + start_std² I."""
     seed_steps: int = 100
     """Env steps of uniform random actions before the first trial (one CartPoleSwingUp episode)."""
 
@@ -473,6 +480,7 @@ class DeepPILCOConfig:
                              "them); expected false or none, got true")
         if self.max_grad_norm is not None:
             self.max_grad_norm = check_positive_float("max_grad_norm", self.max_grad_norm)
+        self.start_std = check_positive_float("start_std", self.start_std)
         if self.particles < 2 and (reinforce or self.moment_matching is not False):
             raise ValueError(f"particles: moment matching and REINFORCE's baseline need K >= 2, got {self.particles}")
 
@@ -485,7 +493,7 @@ class DeepPILCOConfig:
                       num_basis=10, particles=8, horizon=10, policy_steps=10),
             default=cls(model=DropoutConfig(hidden_sizes=(100, 100)),
                         fit=FitConfig(epochs=50, max_updates=1500, batch_size=128, weight_decay=1e-4),
-                        num_basis=30, particles=10, horizon=25, policy_steps=100),
+                        num_basis=30, particles=10, horizon=30, policy_steps=300),
             full=cls(),
             tier=tier,
         )
@@ -508,7 +516,7 @@ def make_deep_pilco(env: gym.Env, env_id: str, config: DeepPILCOConfig, *, devic
         policy, obs_dim=obs_dim, action_bound=high, reward_fn=reward_fn(env_id), termination_fn=termination_fn(env_id),
         particles=config.particles, horizon=config.horizon, policy_steps=config.policy_steps, lr=config.policy_lr,
         gradient=config.gradient, exploration_std=config.exploration_std, moment_matching=config.moment_matching,
-        max_grad_norm=config.max_grad_norm, device=device, seed=seed)
+        max_grad_norm=config.max_grad_norm, start_std=config.start_std, device=device, seed=seed)
     return DynaAgent(learner, model, fit_kwargs=config.fit.kwargs(), model_every=1, updates_per_step=1,
                      device=device, seed=seed)
 

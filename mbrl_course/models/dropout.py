@@ -36,8 +36,8 @@ a particle:
    trajectories a random walk around the mean function, and the policy learns to exploit it);
 2. each step, i'_r = i_r + m_Δ + s_Δ (μ̃^{z_r}(i_r, u_r) + σ̃ ε_r), with ε_r ~ N(0, I) reparameterised;
 3. with ``moment_matching=True`` (the paper does this at every step) the R particles are refit by a Gaussian,
-   μ = 1/R Σ_r i'_r,  Σ = 1/(R − 1) Σ_r (i'_r − μ)(i'_r − μ)ᵀ, and resampled, i'_r := μ + L ε'_r with
-   L Lᵀ = Σ (plus a tiny jitter) and ε' ~ N(0, I): every row is then one particle of ONE state distribution,
+   μ = 1/R Σ_r i'_r,  Σ = 1/(R − 1) Σ_r (i'_r − μ)(i'_r − μ)ᵀ, and resampled, i'_r := a fresh draw of
+   N(μ, Σ), reparameterised (:func:`moment_match_resample`): every row is then one particle of ONE state distribution,
    as in a Deep PILCO rollout (do not use it for rows that are different trajectories, e.g. a planner's).
 
 All steps are differentiable (reparameterised): gradients reach the policy and everything upstream.
@@ -71,33 +71,30 @@ Masks = tuple[torch.Tensor, ...]
 """One scaled mask z_l / (1 − p) per hidden layer, each ``(..., H_l)`` with entries 0 or 1 / (1 − p)."""
 
 
-def moment_match_resample(particles: torch.Tensor, noise: torch.Tensor, jitter: float = 1e-9) -> torch.Tensor:
-    """Refit a Gaussian to R particles and resample them from it: x'_r = μ + L ε_r.
+def moment_match_resample(particles: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Refit a Gaussian to R particles and resample them from it: x'_r ~ N(μ, Σ), reparameterised.
 
-    μ = 1/R Σ_r x_r,  Σ = 1/(R − 1) Σ_r (x_r − μ)(x_r − μ)ᵀ,  L Lᵀ = Σ + δ I,  δ = ``jitter`` · (tr Σ / D + 1),
+    μ = 1/R Σ_r x_r,  Σ = 1/(R − 1) Σ_r (x_r − μ)(x_r − μ)ᵀ,  and
 
-    differentiable in the particles (the Cholesky factor passes gradients), so the resampled cloud
-    keeps the reparameterised gradient of Deep PILCO.
+        x'_r = μ + 1/√(R − 1) Σ_{r'} η_{rr'} (x_{r'} − μ),   η_{rr'} ~ N(0, 1),
+
+    whose rows are independent draws of N(μ, Σ) given the particles, as μ + L ε with L Lᵀ = Σ are, but without
+    a Cholesky factor: it stays defined, and its gradient bounded, when the particles span fewer than D
+    dimensions (R ≤ D) or Σ is ill-conditioned. Linear in the particles: gradients pass to them.
 
     Args:
         particles: x_r, ``(..., R, D)`` with R ≥ 2 (leading dimensions are independent clouds).
-        noise: ε_r ~ N(0, I), ``(..., R, D)``.
-        jitter: relative ridge δ that keeps L defined when the particles span fewer than D dimensions.
+        noise: η, standard normal ``(..., R, R)``: row r mixes the R centred particles into x'_r.
     Returns:
-        ``(..., R, D)``: R draws of N(μ, Σ + δ I).
+        ``(..., R, D)``: R draws of N(μ, Σ).
     """
-    if particles.shape[-2] < 2:
+    rows = particles.shape[-2]
+    if rows < 2:
         raise ValueError(f"particles: moment matching needs at least 2 particles (rows), got shape "
                          f"{tuple(particles.shape)}")
-    check_shape("noise", noise, tuple(particles.shape))
+    check_shape("noise", noise, (*particles.shape[:-1], rows))
     mean = particles.mean(-2, keepdim=True)  # μ: (..., 1, D)
-    centred = particles - mean
-    cov = centred.transpose(-1, -2) @ centred / (particles.shape[-2] - 1)  # Σ: (..., D, D)
-    dim = particles.shape[-1]
-    eye = torch.eye(dim, dtype=particles.dtype, device=particles.device)
-    ridge = jitter * (cov.diagonal(dim1=-2, dim2=-1).mean(-1).detach() + 1.0)
-    chol = torch.linalg.cholesky(cov + ridge[..., None, None] * eye)  # L
-    return mean + noise @ chol.transpose(-1, -2)  # μ + L ε_r for every row
+    return mean + noise @ (particles - mean) / math.sqrt(rows - 1)  # μ + Cᵀη_r / √(R − 1) for every row
 
 
 class DropoutDynamics(DeltaMLP):
@@ -314,6 +311,6 @@ class DropoutPropagator(Propagator):
                              "(make one propagator per rollout)")
         noise = _standard_normal(tuple(obs.shape), self.generator, obs) if self.output_noise else None
         next_obs = self.model.step(obs, action, self.masks, noise)  # i'_r ~ N(μ^{z_r}(i_r, u_r), Σ)
-        if self.moment_matching:  # i'_r := μ + L ε'_r, μ and Σ the particles' moments
-            next_obs = moment_match_resample(next_obs, _standard_normal(tuple(obs.shape), self.generator, obs))
+        if self.moment_matching:  # i'_r := a draw of N(μ, Σ), μ and Σ the particles' moments
+            next_obs = moment_match_resample(next_obs, _standard_normal((rows, rows), self.generator, obs))
         return next_obs, None
