@@ -32,8 +32,9 @@ early epoch's weights, when the noise had not yet moved far from its start.
 a particle:
 
 1. once per rollout, row r draws its own mask z^r, held fixed for the whole horizon: the particle follows
-   one function ψ_r ~ Dropout(ψ) (the paper's key fix: masks drawn afresh at every step make the
-   trajectories a random walk around the mean function, and the policy learns to exploit it);
+   one function ψ_r ~ Dropout(ψ) (the paper's key fix: with a fresh mask at every step, each step's
+   model error would act as independent noise that averages out, and the particles' spread would
+   understate the uncertainty about the function over the horizon);
 2. each step, i'_r = i_r + m_Δ + s_Δ (μ̃^{z_r}(i_r, u_r) + σ̃ ε_r), with ε_r ~ N(0, I) reparameterised;
 3. with ``moment_matching=True`` (the paper does this at every step) the R particles are refit by a Gaussian,
    μ = 1/R Σ_r i'_r,  Σ = 1/(R − 1) Σ_r (i'_r − μ)(i'_r − μ)ᵀ, and resampled, i'_r := a fresh draw of
