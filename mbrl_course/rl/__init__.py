@@ -9,8 +9,12 @@ Every learner has the same face, so the loops need not know which one they hold:
   :class:`REINFORCE` and :class:`PPO` — real data or imagined data alike;
 - ``state_dict()`` / ``load_state_dict()`` for checkpoints, and a ``nonfinite`` flag that turns True
   when a loss became NaN/inf.
+
+PILCO's policies are not learners of this kind but deterministic controllers with exact moments at a
+Gaussian input: :class:`LinearController` and :class:`RBFController` (``rl/controllers.py``).
 """
 
+from mbrl_course.rl.controllers import LinearController, RBFController, SquashedController
 from mbrl_course.rl.networks import (
     ActionBox,
     EnsembleQ,
@@ -28,4 +32,5 @@ __all__ = [
     "ActionBox", "EnsembleQ", "GaussianPolicy", "PolicySample", "TanhGaussianPolicy", "mlp",
     "Trajectories", "generalized_advantages",
     "SAC", "SACConfig", "REINFORCE", "REINFORCEConfig", "PPO", "PPOConfig",
+    "LinearController", "RBFController", "SquashedController",
 ]
