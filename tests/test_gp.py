@@ -177,6 +177,8 @@ def test_moments_are_the_closed_forms_and_the_posterior_at_zero_covariance():
         torch.testing.assert_close(getattr(got, name), getattr(want, name))
     noisy = gp.moments(mean, cov, include_noise=True)
     torch.testing.assert_close(noisy.cov - got.cov, torch.diag_embed(hypers[2]).expand(4, 2, 2))
+    unchecked = gp.moments(mean, cov, check=False)
+    torch.testing.assert_close(unchecked.cov, got.cov, rtol=0, atol=0)
     (got.mean.sum() + got.cov.sum()).backward()
     assert mean.grad is not None and cov.grad is not None and bool(mean.grad.abs().sum() > 0)
     # a point input: the posterior at the mean
@@ -235,6 +237,7 @@ def _fitted_small():
     (lambda gp, x, y: gp.moments(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
      r"cov: .*positive semi-definite"),
     (lambda gp, x, y: gp.moments(torch.zeros(2), torch.eye(3)), r"mean, cov: expected"),
+    (lambda gp, x, y: gp.moments(torch.tensor([0.0, float("nan")]), torch.eye(2)), r"mean, cov: expected finite"),
     (lambda gp, x, y: gp.set_hyperparameters(noise_var=-1.0), r"noise_var: expected finite values"),
     (lambda gp, x, y: gp.set_hyperparameters(lengthscales=torch.ones(3)), r"lengthscales: expected shape"),
     (lambda gp, x, y: GPDynamics(5, 1, angles=(4,)), r"angles: expected cos indices"),
@@ -371,6 +374,7 @@ def test_propagator_mean_and_sample(cartpole_model):
     change = drawn - z
     change[..., 2] = wrap_angle(change[..., 2])
     within(change.mean(0), mean, var.sqrt() / 4000**0.5, "sampled state change")
+    within(change.var(0), var, var * (2 / 3999) ** 0.5, "variance of the sampled state change (latent + noise)")
     again = model.propagator(generator=torch.Generator().manual_seed(0)).step(many, action.repeat(4000, 1))[0]
     torch.testing.assert_close(again, obs_from_state(drawn.reshape(-1, 4), CARTPOLE_ANGLES))
 

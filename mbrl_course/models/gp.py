@@ -538,7 +538,7 @@ class GaussianProcess(nn.Module):
         mean, var = self._predict(x.reshape(-1, self.input_dim), include_noise)
         return mean.reshape(*lead, self.output_dim), var.reshape(*lead, self.output_dim)
 
-    def moments(self, mean, cov, *, include_noise: bool = False) -> PredictionMoments:
+    def moments(self, mean, cov, *, include_noise: bool = False, check: bool = True) -> PredictionMoments:
         """Exact moments of f(x) for x ~ N(mean, cov) (moment matching), with the cached X, β, kernel inverse.
 
         E[f_a] = β_aᵀ q_a, Cov[f], Cov[x, f]: see :func:`~mbrl_course.models.moment_matching.gp_moments_at_gaussian_input`.
@@ -546,6 +546,8 @@ class GaussianProcess(nn.Module):
         Args:
             mean: μ, (..., D). cov: Σ, (..., D, D), symmetric positive semi-definite.
             include_noise: add σ_a² to the diagonal of the covariance (the moments of y instead of f).
+            check: refuse NaN/inf and a cov that is not symmetric PSD (within 1e-8 relative). Each check waits
+                for the device; a rollout loop that builds cov itself may pass False after its first step.
         Returns:
             :class:`~mbrl_course.models.moment_matching.PredictionMoments`; differentiable w.r.t. mean and cov.
         """
@@ -556,22 +558,28 @@ class GaussianProcess(nn.Module):
         if mean.dim() == 0 or mean.shape[-1] != D or cov.shape != (*mean.shape, D):
             raise ValueError(f"mean, cov: expected (..., {D}) and (..., {D}, {D}) with the same leading shape, got "
                              f"{tuple(mean.shape)} and {tuple(cov.shape)}")
-        with torch.no_grad():
-            if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(cov).all())):
-                raise ValueError("mean, cov: expected finite values, got NaN/inf")
-            scale = cov.abs().amax(dim=(-1, -2), keepdim=True).clamp_min(1e-300)
-            if not bool(((cov - cov.transpose(-1, -2)).abs() <= 1e-8 * scale).all()):
-                raise ValueError("cov: expected a symmetric matrix (within 1e-8 relative), got an asymmetric one")
-            lowest = torch.linalg.eigvalsh(cov)[..., 0]
-            if not bool((lowest >= -1e-8 * scale[..., 0, 0]).all()):
-                raise ValueError(f"cov: expected a positive semi-definite matrix, got one with an eigenvalue of "
-                                 f"{float(lowest.min()):.3g}")
+        if check:
+            self._check_gaussian(mean, cov)
         cache = self._cached()
         out = gp_moments_at_gaussian_input(mean, cov, cache["support"], cache["beta"], self.lengthscales.detach(),
                                            self.signal_var.detach(), kernel_inverse=cache["kernel_inverse"])
         if include_noise:
             out = replace(out, cov=out.cov + torch.diag_embed(self.noise_var.detach().expand_as(out.mean)))
         return out
+
+    @staticmethod
+    @torch.no_grad()
+    def _check_gaussian(mean: torch.Tensor, cov: torch.Tensor) -> None:
+        """Refuse NaN/inf, and a cov that is not symmetric or has an eigenvalue below −1e-8 × its largest entry."""
+        if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(cov).all())):
+            raise ValueError("mean, cov: expected finite values, got NaN/inf")
+        scale = cov.abs().amax(dim=(-1, -2), keepdim=True).clamp_min(1e-300)
+        if not bool(((cov - cov.transpose(-1, -2)).abs() <= 1e-8 * scale).all()):
+            raise ValueError("cov: expected a symmetric matrix (within 1e-8 relative), got an asymmetric one")
+        lowest = torch.linalg.eigvalsh(cov)[..., 0]
+        if not bool((lowest >= -1e-8 * scale[..., 0, 0]).all()):
+            raise ValueError(f"cov: expected a positive semi-definite matrix, got one with an eigenvalue of "
+                             f"{float(lowest.min()):.3g}")
 
     # ------------------------------------------------------------------ fitting
     @torch.no_grad()
