@@ -439,3 +439,14 @@ def test_gp_on_cuda_matches_cpu():
         warnings.simplefilter("error", JitterWarning)
         report = gpu.fit(inputs.cuda(), targets.cuda(), iterations=20)
     assert report.log_likelihood[-1] > report.log_likelihood[0]
+
+
+def test_fit_report_records_one_likelihood_per_iteration_and_stops_when_converged():
+    inputs, targets, _, _ = random_data(1, 1, 30, seed=14)
+    gp = GaussianProcess(1, 1)
+    report = gp.fit(inputs, targets, iterations=500)
+    assert report.converged and report.iterations < 500
+    assert len(report.log_likelihood) == report.iterations + 1
+    assert report.log_likelihood == sorted(report.log_likelihood)  # L-BFGS with a line search only climbs here
+    again = gp.fit(inputs, targets, iterations=5, warm_start=True)  # from the optimum: (nearly) nothing to do
+    assert again.iterations <= 2 and abs(again.log_likelihood[-1] - report.log_likelihood[-1]) < 1e-6

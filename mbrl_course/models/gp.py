@@ -669,10 +669,10 @@ class GaussianProcess(nn.Module):
                         p.copy_(saved)
                 report.message = f"stopped in iteration {report.iterations + 1}: {err}; kept the previous values"
                 break
-            report.log_likelihood.append(seen[start])
             if optimizer.state[params[0]].get("n_iter", 0) == steps_before:
                 report.converged = True  # L-BFGS found the gradient below its tolerance: no step taken
                 break
+            report.log_likelihood.append(seen[start])  # the value this iteration started from
             report.iterations += 1
             if previous is not None and abs(previous - loss) <= 1e-10 * max(1.0, abs(loss)):
                 report.converged = True  # the objective no longer changes
