@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from test_moment_matching import within
+from moment_helpers import within
 
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import CARTPOLE_SWINGUP_ID, dynamics_fn, reward_fn
