@@ -39,9 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train an agent, writing returns.csv, learning_curve.png, checkpoint.pt")
     tr.add_argument("algo", choices=sorted(ALGORITHMS),
-                    help="which agent: pets, mbmf (MPC loop); mbpo, sac (Dyna loop); mbmf-ft (MPC -> DAgger -> PPO)")
+                    help="which agent: pets, mbmf (MPC loop); mbpo, sac, pilco (Dyna loop); mbmf-ft (MPC -> DAgger -> PPO)")
     tr.add_argument("--env", default="Pendulum-v1", choices=SUPPORTED_ENVS, help="gymnasium env id")
     tr.add_argument("--episodes", type=int, default=10, help="interaction budget τ in episodes (default 10)")
+    tr.add_argument("--max-episode-steps", type=int, default=None,
+                    help="episode length in env steps (default: the env's, or the algorithm's paper setting, "
+                         "e.g. PILCO's 40-step cart-pole trials)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     tr.add_argument("--out", type=Path, default=None, help="run directory (default runs/ALGO-ENV-seedN)")
@@ -114,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             overrides = _parse_set(args.set)
         except argparse.ArgumentTypeError as err:
             parser.error(str(err))
+        if args.max_episode_steps is not None and args.max_episode_steps < 1:
+            parser.error(f"--max-episode-steps: expected an integer >= 1, got {args.max_episode_steps}")
+        env_kwargs = {} if args.max_episode_steps is None else {"max_episode_steps": args.max_episode_steps}
         out = args.out or Path("runs") / f"{args.algo}-{args.env.replace('/', '_')}-seed{args.seed}"
         try:
             rows = train(args.algo, args.env, episodes=args.episodes, out=out, seed=args.seed, device=args.device,
                          tier=args.budget, overrides=overrides, resume=args.resume, overwrite=args.overwrite,
-                         record=not args.no_render, progress=not args.quiet)
+                         record=not args.no_render, progress=not args.quiet, env_kwargs=env_kwargs)
         except (ValueError, FileExistsError) as err:
             parser.error(str(err))
         except FloatingPointError as err:  # a diverging loss: the message says where the last good checkpoint is

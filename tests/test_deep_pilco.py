@@ -12,7 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from mbrl_course.agents import DeepPILCOConfig, DeepPILCOLearner, make_deep_pilco
-from mbrl_course.agents.deep_pilco import episode_starts, particle_objective, start_distribution
+from mbrl_course.agents.deep_pilco import (
+    deep_pilco_loop_kwargs,
+    episode_starts,
+    particle_objective,
+    start_distribution,
+)
 from mbrl_course.cli import main
 from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import make_env
@@ -235,9 +240,9 @@ def test_train_deep_pilco_on_the_swing_up_finishes_and_resumes(tmp_path, monkeyp
     assert main(["train", "deep-pilco", "--episodes", "3", "--out", str(tmp_path / "part"), "--resume",
                  *common]) == 0
     full, resumed = _rows(tmp_path / "full" / "returns.csv"), _rows(tmp_path / "part" / "returns.csv")
-    assert [int(r["env_steps"]) for r in full] == [100, 200, 300]
+    assert [int(r["env_steps"]) for r in full] == [40, 80, 120]  # PILCO's 4 s trials, as `train pilco` runs
     assert [r["return"] for r in resumed] == [r["return"] for r in full]  # every generator was checkpointed
-    assert all(0 <= float(r["return"]) <= 100 for r in full)
+    assert all(0 <= float(r["return"]) <= 40 for r in full)
     state = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["agent"]
     assert state["learner"]["updates"] == 3 * 3 and state["learner"]["optimizer"]["state"]
 
@@ -274,7 +279,15 @@ def test_deep_pilco_runs_on_cuda():
     from mbrl_course.agents import dyna_loop
 
     buffer = ReplayBuffer(5, 1, device="cuda")
-    results = dyna_loop(env, agent, buffer, episodes=2, seed=0, seed_steps=20)
+    results = dyna_loop(env, agent, buffer, episodes=2, seed=0, **deep_pilco_loop_kwargs(config))
     assert len(results) == 2 and agent.learner.updates == 2 * config.policy_steps
     assert next(agent.model.parameters()).device.type == "cuda"
     assert next(agent.learner.policy.parameters()).device.type == "cuda"
+
+
+def test_the_first_trial_acts_uniformly_at_random_until_the_first_policy_update():
+    learner = make_deep_pilco(make_env(ENV), ENV, DeepPILCOConfig.for_budget("smoke"), seed=0).learner
+    actions = np.array([learner.act(np.zeros(5)) for _ in range(2000)])
+    assert actions.shape == (2000, 1) and np.abs(actions).max() <= 10.0
+    assert abs(actions.mean()) < 4 * 10 / math.sqrt(3 * 2000)  # U(−10, 10): mean 0, std 10/√3
+    assert abs(actions.std() - 10 / math.sqrt(3)) < 0.3

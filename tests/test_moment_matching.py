@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from moment_helpers import DTYPE, SAMPLES, check_against_samples, gaussian_samples, random_gaussian, within
 
 from mbrl_course.models.moment_matching import (
+    PredictionMoments,
+    affine_moments,
+    compose,
     expected_saturating_cost,
     gp_moments_at_gaussian_input,
+    joint,
     se_kernel,
+    sin_squash,
+    trig_features,
 )
-
-DTYPE = torch.float64
-SAMPLES = 1_000_000
 
 
 def random_gp(dim: int, outputs: int, points: int, seed: int):
@@ -27,13 +31,6 @@ def random_gp(dim: int, outputs: int, points: int, seed: int):
     inverse = torch.linalg.inv(gram)
     beta = (inverse @ targets[..., None])[..., 0]
     return inputs, beta, inverse, lengthscales, signal_var
-
-
-def random_gaussian(dim: int, seed: int):
-    gen = torch.Generator().manual_seed(100 + seed)
-    mean = 0.5 * torch.randn(dim, generator=gen, dtype=DTYPE)
-    root = 0.4 * torch.randn(dim, dim, generator=gen, dtype=DTYPE)
-    return mean, root @ root.T + 0.05 * torch.eye(dim, dtype=DTYPE)
 
 
 def posterior_mean_gradient(x, inputs, beta, lengthscales, signal_var):
@@ -51,11 +48,6 @@ def monte_carlo(mean, cov, inputs, beta, inverse, lengthscales, signal_var, seed
     m = (cross * beta[:, None, :]).sum(-1).T
     v = (signal_var[:, None] - ((cross @ inverse) * cross).sum(-1)).T
     return x, m, v, posterior_mean_gradient(x, inputs, beta, lengthscales, signal_var)
-
-
-def within(got, estimate, standard_error, what):
-    gap = (got - estimate).abs()
-    assert bool((gap <= 4 * standard_error + 1e-12).all()), f"{what}: {got} vs MC {estimate} ± {standard_error}"
 
 
 @pytest.mark.parametrize(("dim", "outputs", "seed"), [(1, 1, 0), (1, 2, 1), (4, 2, 2), (4, 3, 3)])
@@ -133,3 +125,112 @@ def test_shapes_are_checked():
         gp_moments_at_gaussian_input(torch.zeros(3, dtype=DTYPE), torch.eye(3, dtype=DTYPE), gp[0], gp[1], gp[3], gp[4])
     with pytest.raises(ValueError, match="target, weight"):
         expected_saturating_cost(torch.zeros(2), torch.eye(2), torch.zeros(3), torch.eye(2))
+
+
+def features_and_jacobian(z, angle_dims):
+    """φ(z) (N, E) and ∂φ/∂z (N, D, E), written out entry by entry as the oracle."""
+    columns, gradients = [], []
+    eye = torch.eye(z.shape[1], dtype=DTYPE)
+    for d in range(z.shape[1]):
+        if d in angle_dims:
+            columns += [torch.cos(z[:, d]), torch.sin(z[:, d])]
+            gradients += [-torch.sin(z[:, d])[:, None] * eye[d], torch.cos(z[:, d])[:, None] * eye[d]]
+        else:
+            columns.append(z[:, d])
+            gradients.append(eye[d].expand(z.shape[0], -1))
+    return torch.stack(columns, -1), torch.stack(gradients, -1)
+
+
+@pytest.mark.parametrize(("dim", "angle_dims", "seed"), [(2, (0,), 10), (4, (3, 1), 11)])
+def test_trig_features_match_monte_carlo(dim, angle_dims, seed):
+    mean, cov = random_gaussian(dim, seed)
+    mean[list(angle_dims)] += 1.0  # angles away from 0, so cos and sin both vary
+    shared = torch.zeros(dim, dtype=DTYPE)
+    shared[list(angle_dims)] = 0.7
+    cov = cov + shared[:, None] * shared  # a common component: the angles are strongly correlated
+    got = trig_features(mean, cov, angle_dims)
+    assert got.mean.shape == (dim + len(angle_dims),) and got.input_gain.shape == (dim, dim + len(angle_dims))
+    z = gaussian_samples(mean, cov, seed=200 + seed)
+    features, jacobian = features_and_jacobian(z, angle_dims)
+    check_against_samples(got, z, features, f"trig_features{angle_dims}", jacobian)
+    assert torch.allclose(cov @ got.input_gain, got.input_cov)  # Stein: Σ C = Cov[z, φ(z)]
+
+
+@pytest.mark.parametrize(("dim", "seed"), [(1, 12), (3, 13)])
+def test_sin_squash_matches_monte_carlo(dim, seed):
+    mean, cov = random_gaussian(dim, seed)
+    bound = 0.5 + torch.arange(dim, dtype=DTYPE)
+    got = sin_squash(mean, cov, bound)
+    pre = gaussian_samples(mean, cov, seed=200 + seed)
+    jacobian = torch.diag_embed(bound * torch.cos(pre))  # ∂u_a/∂ũ_b = u_max,a cos ũ_a δ_ab
+    check_against_samples(got, pre, bound * torch.sin(pre), "sin_squash", jacobian)
+    assert bool((got.mean.abs() <= bound).all())
+
+
+def test_trig_features_pass_through_and_point_inputs():
+    mean, cov = random_gaussian(3, seed=14)
+    none = trig_features(mean, cov, [])
+    assert torch.equal(none.mean, mean) and torch.allclose(none.cov, cov) and torch.allclose(none.input_cov, cov)
+    assert torch.equal(none.input_gain, torch.eye(3, dtype=DTYPE))
+    point = trig_features(mean, 1e-14 * torch.eye(3, dtype=DTYPE), [0, 2])
+    expected = torch.stack([torch.cos(mean[0]), torch.sin(mean[0]), mean[1], torch.cos(mean[2]), torch.sin(mean[2])])
+    assert torch.allclose(point.mean, expected) and point.cov.abs().max() < 1e-12
+    with pytest.raises(ValueError, match="angle_dims"):
+        trig_features(mean, cov, [3])
+    with pytest.raises(ValueError, match="angle_dims"):
+        trig_features(mean, cov, [1, 1])
+    with pytest.raises(ValueError, match="bound"):
+        sin_squash(mean, cov, torch.ones(2, dtype=DTYPE))
+    with pytest.raises(ValueError, match="mean, cov"):
+        sin_squash(mean, cov[:2, :2], torch.ones(3, dtype=DTYPE))
+
+
+def test_trig_features_and_sin_squash_are_batched():
+    pairs = [random_gaussian(3, seed) for seed in range(15, 18)]
+    means, covs = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    bound = torch.tensor([1.0, 2.0, 0.5], dtype=DTYPE)
+    trig, squash = trig_features(means, covs, [1]), sin_squash(means, covs, bound)
+    for k, (mean, cov) in enumerate(pairs):
+        for batched, one in ((trig, trig_features(mean, cov, [1])), (squash, sin_squash(mean, cov, bound))):
+            for field in ("mean", "cov", "input_cov", "input_gain"):
+                assert torch.allclose(getattr(batched, field)[k], getattr(one, field)), field
+
+
+def test_compose_of_affine_maps_is_the_product_map_and_joint_stacks_the_blocks():
+    gen = torch.Generator().manual_seed(18)
+    mean, cov = random_gaussian(3, seed=18)
+    m1, b1 = torch.randn(4, 3, generator=gen, dtype=DTYPE), torch.randn(4, generator=gen, dtype=DTYPE)
+    m2, b2 = torch.randn(2, 4, generator=gen, dtype=DTYPE), torch.randn(2, generator=gen, dtype=DTYPE)
+    first = affine_moments(mean, cov, m1, b1)
+    chained = compose(first, affine_moments(first.mean, first.cov, m2, b2))
+    direct = affine_moments(mean, cov, m2 @ m1, m2 @ b1 + b2)
+    for field in ("mean", "cov", "input_cov", "input_gain"):
+        assert torch.allclose(getattr(chained, field), getattr(direct, field)), field
+    joint_mean, joint_cov = joint(mean, cov, first)
+    stacked = torch.cat([torch.eye(3, dtype=DTYPE), m1])  # [x; M x + b] = [I; M] x + [0; b]
+    assert torch.allclose(joint_mean, stacked @ mean + torch.cat([torch.zeros(3, dtype=DTYPE), b1]))
+    assert torch.allclose(joint_cov, stacked @ cov @ stacked.T)
+    with pytest.raises(ValueError, match="second"):
+        compose(first, affine_moments(mean, cov, m1, b1))
+    with pytest.raises(ValueError, match="moments"):
+        joint(mean[:2], cov[:2, :2], first)
+
+
+def test_trig_features_and_sin_squash_gradients():
+    mean, cov = random_gaussian(3, seed=19)
+    root = torch.linalg.cholesky(cov)
+
+    def through(fn):
+        def moments(mu, lower, *rest):
+            got = fn(mu, lower @ lower.T, *rest)
+            return got.mean, got.cov, got.input_cov, got.input_gain
+        return moments
+
+    inputs = (mean.clone().requires_grad_(True), root.clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(through(lambda m, c: trig_features(m, c, [0, 2])), inputs)
+    bound = torch.tensor([1.0, 2.0, 0.5], dtype=DTYPE, requires_grad=True)
+    assert torch.autograd.gradcheck(through(sin_squash), (*inputs, bound))
+
+
+def test_prediction_moments_has_four_fields():
+    assert [f for f in PredictionMoments.__dataclass_fields__] == ["mean", "cov", "input_cov", "input_gain"]

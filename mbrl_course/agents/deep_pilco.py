@@ -5,11 +5,12 @@ The lecture's [Dyna] recipe:
     i' = f_ψ(i, u) := p(i' | i, u) = 1/K Σ_k N(i' | μ^k_ψ(i, u), Σ^k_ψ(i, u)),   ψ ~ Dropout(ψ)
     policy-iteration-algo := REINFORCE
 
-The trial-by-trial loop is :func:`~mbrl_course.agents.dyna.dyna_loop` with an *episodic* learner: one
-episode of random actions seeds D_real (``seed_steps``), then after every episode (a trial) f_ψ, a
+The trial-by-trial loop is :func:`~mbrl_course.agents.dyna.dyna_loop` with an *episodic* learner: the first
+trial acts at random (the learner has no policy yet), then after every trial f_ψ, a
 :class:`~mbrl_course.models.DropoutDynamics`, is refit on D_real and :meth:`DeepPILCOLearner.policy_update`
 optimises PILCO's RBF controller u = π_θ(i) (:class:`~mbrl_course.rl.controllers.RBFController`) in it;
-the next trial runs the new policy.
+the next trial runs the new policy. A trial is an episode; ``mbrl-course train deep-pilco`` runs PILCO's
+4 s trials on the cart-pole (40 steps), as ``train pilco`` does, so that the two compare trial by trial.
 
 **The policy update.** The start-state distribution p(i_1) = N(μ_0, Σ_0) is fit to the first observations
 of the episodes in D_real. Then ``policy_steps`` Adam steps on θ, each on a fresh rollout of K particles:
@@ -228,8 +229,9 @@ class DeepPILCOLearner:
 
     ``policy_update(model, D_real)``: fit p(i_1) to the episodes' starts, then ``policy_steps`` Adam steps on
     the policy's parameters, each on a fresh rollout of K = ``particles`` particles over ``horizon`` steps
-    (:func:`particle_objective`). At the first update the controller is initialised from D_real's
-    observations (``policy.initialise(mean, std, generator)``: its centres spread over the states seen).
+    (:func:`particle_objective`). Until the first update the learner acts uniformly at random (Deep PILCO's
+    random first trial); at the first update the controller is initialised from D_real's observations
+    (``policy.initialise(mean, std, generator)``: its centres spread over the states seen).
 
     Args:
         policy: π_θ, an ``nn.Module``: ``obs (..., O) -> action (..., A)`` inside ±u_max, with
@@ -312,8 +314,9 @@ class DeepPILCOLearner:
         """the particles' starts, masks and noises"""
         self.act_generator = torch.Generator()
         self.act_generator.manual_seed(base + 6)
-        """the exploration noise in the real env (CPU)"""
+        """the random first trial's actions and the exploration noise in the real env (CPU)"""
         self.initialised = False
+        """True once the first policy update ran (until then the learner acts at random)"""
         self.updates = 0
         self.last_loss = torch.zeros((), dtype=self.dtype, device=self.device)
         self.last_value = torch.zeros((), dtype=self.dtype, device=self.device)
@@ -326,7 +329,11 @@ class DeepPILCOLearner:
     # ------------------------------------------------------------------ the policy π_θ
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """u = π_θ(i) (+ σ ξ when exploring and not ``deterministic``), clipped to ±u_max: ``(A,)``."""
+        """u = π_θ(i) (+ σ ξ when exploring and not ``deterministic``), clipped to ±u_max: ``(A,)``; uniform
+        random actions in ±u_max until the first policy update (the random first trial)."""
+        if not self.initialised:
+            uniform = torch.rand(self.action_bound.shape, generator=self.act_generator, dtype=self.dtype)
+            return ((2 * uniform - 1) * self.action_bound.cpu()).numpy()
         obs_t = torch.as_tensor(np.asarray(obs), dtype=self.dtype, device=self.device)
         action = self.policy(obs_t[None])[0]
         if not deterministic and self.exploration_std > 0:
@@ -445,7 +452,7 @@ class DeepPILCOConfig:
     particles: int = 10
     """K, particles per rollout of the policy update."""
     horizon: int = 40
-    """H, imagined steps per rollout (40: PILCO's 4 s of the cart-pole)."""
+    """H, imagined steps per rollout (40: a whole 4 s trial of PILCO's cart-pole)."""
     policy_steps: int = 1000
     """Adam steps on the policy per policy update (each on a fresh rollout)."""
     policy_lr: float = 1e-2
@@ -460,13 +467,10 @@ class DeepPILCOConfig:
     """Clip the policy gradient's norm to this before each Adam step (None: no clipping)."""
     start_std: float = 0.1
     """Ridge of the start distribution fit to D_real's episode starts: Σ_0 = sample covariance + start_std² I."""
-    seed_steps: int = 100
-    """Env steps of uniform random actions before the first trial (one CartPoleSwingUp episode)."""
 
     def __post_init__(self) -> None:  # the learner's checks, before anything runs
         for name in ("num_basis", "particles", "horizon", "policy_steps"):
             setattr(self, name, check_positive_int(name, getattr(self, name)))
-        self.seed_steps = check_positive_int("seed_steps", self.seed_steps)
         self.policy_lr = check_positive_float("policy_lr", self.policy_lr)
         check_choice("gradient", self.gradient, GRADIENTS)
         reinforce = self.gradient == "reinforce"
@@ -493,7 +497,7 @@ class DeepPILCOConfig:
                       num_basis=10, particles=8, horizon=10, policy_steps=10),
             default=cls(model=DropoutConfig(hidden_sizes=(100, 100)),
                         fit=FitConfig(epochs=50, max_updates=1500, batch_size=128, weight_decay=1e-4),
-                        num_basis=30, particles=10, horizon=30, policy_steps=300),
+                        num_basis=30, particles=10, horizon=40, policy_steps=300),
             full=cls(),
             tier=tier,
         )
@@ -522,5 +526,6 @@ def make_deep_pilco(env: gym.Env, env_id: str, config: DeepPILCOConfig, *, devic
 
 
 def deep_pilco_loop_kwargs(config: DeepPILCOConfig) -> dict:
-    """The Dyna loop's arguments for Deep PILCO: the random steps before the first trial."""
-    return dict(seed_steps=config.seed_steps)
+    """The Dyna loop's arguments for Deep PILCO: no random steps of the loop's own (the learner's first trial is
+    random: it has no policy yet)."""
+    return {"seed_steps": 0}

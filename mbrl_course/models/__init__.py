@@ -5,6 +5,7 @@
 - :func:`fit_model`: ψ := argmin_ψ L(f_ψ, D_real) with bootstraps, holdout early stopping and elites.
 - :class:`DropoutDynamics`: Deep PILCO's dropout network, 1/K Σ_k N(μ^k_ψ, Σ), ψ ~ Dropout(ψ), particles with fixed masks.
 - :class:`TrueDynamics`: the env's own equations, the oracle f_ψ := f.
+- :class:`GPDynamics`: PILCO's i' = f_ψ(i, u) := GP, on a :class:`GaussianProcess` (exact or FITC) with moment matching.
 - :class:`DynamicsModel`: the one contract all of them satisfy (fit, next_state_distribution, propagator).
 - :func:`rollout`: the one rollout primitive, driven by action sequences or a policy, gradients when wanted.
 - :func:`imagine_returns` / :func:`step_particles`: trajectory sampling (TS1, TS∞, expectation).
@@ -13,6 +14,17 @@
 from mbrl_course.models.base import DynamicsModel, PointMass, Propagator
 from mbrl_course.models.dropout import DropoutDynamics, DropoutPropagator, moment_match_resample
 from mbrl_course.models.ensemble import EnsembleLinear, FoldedParams, GaussianEnsemble, gaussian_nll
+from mbrl_course.models.gp import (
+    GaussianProcess,
+    GPCholeskyError,
+    GPDynamics,
+    GPFitReport,
+    JitterWarning,
+    obs_from_state,
+    state_angle_indices,
+    state_from_obs,
+    wrap_angle,
+)
 from mbrl_course.models.imagination import PROPAGATIONS, EnsemblePropagator, imagine_returns, step_particles
 from mbrl_course.models.mlp import ACTIVATIONS, DeltaMLP
 from mbrl_course.models.rollout import Rollout, rollout
@@ -31,6 +43,11 @@ __all__ = [
     "FitReport",
     "FoldedParams",
     "GaussianEnsemble",
+    "GaussianProcess",
+    "GPCholeskyError",
+    "GPDynamics",
+    "GPFitReport",
+    "JitterWarning",
     "PointMass",
     "Propagator",
     "Rollout",
@@ -39,7 +56,11 @@ __all__ = [
     "gaussian_nll",
     "imagine_returns",
     "moment_match_resample",
+    "obs_from_state",
     "rollout",
+    "state_angle_indices",
+    "state_from_obs",
     "step_particles",
     "train_model",
+    "wrap_angle",
 ]

@@ -12,7 +12,10 @@ The RBF network is the mean of a GP with unit signal variance whose "training in
 centres c_i and whose β are the weights w_a, so its moments at a Gaussian input are
 :func:`~mbrl_course.models.moment_matching.gp_moments_at_gaussian_input` (no kernel inverse: a
 deterministic function), chained with :func:`~mbrl_course.models.moment_matching.sin_squash` by
-:func:`~mbrl_course.models.moment_matching.compose`. Both controllers are float64 ``nn.Module`` s:
+:func:`~mbrl_course.models.moment_matching.compose`. For the linear controller ũ is Gaussian and the
+moments of u are exact; for the RBF network they are moment matching, as in PILCO: ũ's mean,
+covariance and Cov[x, ũ] are exact, then ũ is replaced by the Gaussian with them and squashed
+exactly. Both controllers are float64 ``nn.Module`` s:
 
 - ``forward(obs)``: the action to take in the real env, (..., O) → (..., A);
 - ``moments(mean, cov)``: :class:`~mbrl_course.models.moment_matching.PredictionMoments` of u for

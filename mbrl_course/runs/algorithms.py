@@ -1,7 +1,7 @@
 """The named algorithms a run can train, and their configs with command-line settings applied.
 
 Each named algorithm (:data:`ALGORITHMS`) is a config, a builder and the loop that runs it: the MPC
-loop (PETS, MBMF), the Dyna loop (MBPO, SAC alone, Deep PILCO) or MBMF's fine-tuning (MPC → DAgger → PPO).
+loop (PETS, MBMF), the Dyna loop (MBPO, SAC alone, PILCO, Deep PILCO) or MBMF's fine-tuning (MPC → DAgger → PPO).
 :func:`make_config` gives its config for a compute tier with ``--set`` settings applied; a setting's
 key is its path in the composed config (``planner.horizon``, ``learner.lr``, ``model.ensemble_size``).
 """
@@ -18,6 +18,7 @@ from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFTConfig, make_mbmf_ft, mbmf_ft_loop_kwargs
 from mbrl_course.agents.mbpo import MBPOConfig, make_mbpo, mbpo_loop_kwargs
 from mbrl_course.agents.pets import PETSConfig, make_pets
+from mbrl_course.agents.pilco import PILCOConfig, make_pilco, pilco_loop_kwargs
 from mbrl_course.agents.sac import SACAgentConfig, make_sac, sac_loop_kwargs
 from mbrl_course.budget import Tier
 from mbrl_course.runs.settings import apply_overrides
@@ -31,6 +32,13 @@ def _mpc_loop_kwargs(config) -> dict[str, Any]:
 
 def _seeded_by_episodes(loop_kwargs: Mapping[str, Any], rows: list[dict[str, float]]) -> int:
     return min(loop_kwargs["seed_episodes"], len(rows))
+
+
+def _one_random_trial(loop_kwargs: Mapping[str, Any], rows: list[dict[str, float]]) -> int:
+    return min(1, len(rows))
+
+
+_PILCO_TRIALS = {"mbrl_course/CartPoleSwingUp-v0": {"max_episode_steps": 40}}  # the paper's 4 s trials
 
 
 def _seeded_by_steps(loop_kwargs: Mapping[str, Any], rows: list[dict[str, float]]) -> int:
@@ -57,6 +65,9 @@ class Algorithm:
     """(loop kwargs, rows of returns.csv) -> how many first episodes acted at random (marked in the plot)"""
     moved: Mapping[str, str] = field(default_factory=dict)
     """settings of the flat configs before they were composed -> their keys now (for the error message)"""
+    env_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """env id -> ``make_env`` keyword arguments the algorithm's paper setting implies (e.g. PILCO's 4 s
+    cart-pole trials); the caller's ``env_kwargs`` win"""
 
 
 _FIT = {name: f"fit.{name}" for name in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
@@ -75,13 +86,16 @@ ALGORITHMS: dict[str, Algorithm] = {
         **{f"model_{name}": f"fit.{name}"
            for name in ("epochs", "max_updates", "batch_size", "lr", "weight_decay", "patience")},
         **_SAC_MOVED}),
+    "pilco": Algorithm(PILCOConfig, make_pilco, "dyna", pilco_loop_kwargs, _one_random_trial,
+                       env_defaults=_PILCO_TRIALS),
     "sac": Algorithm(SACAgentConfig, make_sac, "dyna", sac_loop_kwargs, _seeded_by_steps, moved=_SAC_MOVED),
     "mbmf-ft": Algorithm(MBMFFTConfig, make_mbmf_ft, "mbmf_ft", mbmf_ft_loop_kwargs, moved={
         **{old: f"expert.{new}" for old, new in _MBMF_MOVED.items()}, "seed_episodes": "expert.seed_episodes",
         "policy_hidden_sizes": "learner.hidden_sizes", "policy_log_std": "learner.init_log_std",
         **{f"ppo_{name}": f"learner.{name}" for name in ("epochs", "minibatch_size", "lr", "clip", "target_kl")},
         **{name: f"learner.{name}" for name in ("gamma", "gae_lambda", "reward_scale")}}),
-    "deep-pilco": Algorithm(DeepPILCOConfig, make_deep_pilco, "dyna", deep_pilco_loop_kwargs, _seeded_by_steps),
+    "deep-pilco": Algorithm(DeepPILCOConfig, make_deep_pilco, "dyna", deep_pilco_loop_kwargs, _one_random_trial,
+                            env_defaults=_PILCO_TRIALS),
 }
 
 

@@ -135,7 +135,8 @@ def train(
     """Train ``algo`` on ``env_id`` for ``episodes`` episodes, writing the run directory ``out``.
 
     Returns the rows of ``returns.csv``. With ``resume=True`` continues from ``out/checkpoint.pt``
-    (the config stored there wins). ``env_kwargs`` go to ``make_env`` (e.g. ``max_episode_steps``).
+    (the config stored there wins). ``env_kwargs`` go to ``make_env`` (e.g. ``max_episode_steps``), over
+    the algorithm's own defaults for the env (PILCO: 40-step cart-pole trials).
     A Ctrl-C saves D_real so far and the checkpoint of the last finished episode, then re-raises;
     a model fit or a learner whose loss diverges (NaN/inf) keeps the last good checkpoint and raises
     ``FloatingPointError``.
@@ -152,6 +153,7 @@ def train(
             "or overwrite=True (--overwrite) to start again"
         )
     resuming = resume and ckpt_path.exists()
+    env_kwargs = {**ALGORITHMS[algo].env_defaults.get(env_id, {}), **dict(env_kwargs or {})}
     if not resuming:
         config = make_config(algo, tier=tier, overrides=overrides)  # bad settings fail before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +169,7 @@ def train(
         torch.set_rng_state(ckpt["rng"]["torch"])
         seed_agent_state = ckpt.get("seed_agent_rng")
     else:
-        env = make_env(env_id, render_mode=render_mode, **dict(env_kwargs or {}))
+        env = make_env(env_id, render_mode=render_mode, **env_kwargs)
         agent = ALGORITHMS[algo].build(env, env_id, config, device=device, seed=seed)
         buffer = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], device=device)
         rows, start_episode, seed_agent_state = [], 0, None

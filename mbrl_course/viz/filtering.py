@@ -1,4 +1,4 @@
-"""Figures and widgets of the filtering lecture (``lectures/03-filtering.ipynb``).
+"""Figures and widgets of the filtering lecture (``lectures/06-filtering.ipynb``).
 
 In the slide's notation (p(s_t | Y_{1:t-1}) = N(μ_t, Σ_t), p(y_t | Y_{1:t-1}) = N(u_t, V_t),
 p(s_t | Y_{1:t}) = N(m_t, S_t)):
