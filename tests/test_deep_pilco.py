@@ -240,9 +240,9 @@ def test_train_deep_pilco_on_the_swing_up_finishes_and_resumes(tmp_path, monkeyp
     assert main(["train", "deep-pilco", "--episodes", "3", "--out", str(tmp_path / "part"), "--resume",
                  *common]) == 0
     full, resumed = _rows(tmp_path / "full" / "returns.csv"), _rows(tmp_path / "part" / "returns.csv")
-    assert [int(r["env_steps"]) for r in full] == [40, 80, 120]  # PILCO's 4 s trials, as `train pilco` runs
+    assert [int(r["env_steps"]) for r in full] == [100, 200, 300]
     assert [r["return"] for r in resumed] == [r["return"] for r in full]  # every generator was checkpointed
-    assert all(0 <= float(r["return"]) <= 40 for r in full)
+    assert all(0 <= float(r["return"]) <= 100 for r in full)
     state = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["agent"]
     assert state["learner"]["updates"] == 3 * 3 and state["learner"]["optimizer"]["state"]
 

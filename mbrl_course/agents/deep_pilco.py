@@ -9,8 +9,10 @@ The trial-by-trial loop is :func:`~mbrl_course.agents.dyna.dyna_loop` with an *e
 trial acts at random (the learner has no policy yet), then after every trial f_ψ, a
 :class:`~mbrl_course.models.DropoutDynamics`, is refit on D_real and :meth:`DeepPILCOLearner.policy_update`
 optimises PILCO's RBF controller u = π_θ(i) (:class:`~mbrl_course.rl.controllers.RBFController`) in it;
-the next trial runs the new policy. A trial is an episode; ``mbrl-course train deep-pilco`` runs PILCO's
-4 s trials on the cart-pole (40 steps), as ``train pilco`` does, so that the two compare trial by trial.
+the next trial runs the new policy. A trial is an episode of the env: 10 s (100 steps) on the cart-pole, where
+``train pilco`` runs PILCO's 4 s trials (``--max-episode-steps 40`` gives Deep PILCO those too). With 4 s trials
+the random first trial hardly moves the pole, no particle reaches the reward's slope and the gradient stays ~0
+(a default-tier run returned ~0 for 10 trials), while a 10 s random trial can swing the pole high.
 
 **The policy update.** The start-state distribution p(i_1) = N(μ_0, Σ_0) is fit to the first observations
 of the episodes in D_real. Then ``policy_steps`` Adam steps on θ, each on a fresh rollout of K particles:
@@ -230,8 +232,11 @@ class DeepPILCOLearner:
     ``policy_update(model, D_real)``: fit p(i_1) to the episodes' starts, then ``policy_steps`` Adam steps on
     the policy's parameters, each on a fresh rollout of K = ``particles`` particles over ``horizon`` steps
     (:func:`particle_objective`). Until the first update the learner acts uniformly at random (Deep PILCO's
-    random first trial); at the first update the controller is initialised from D_real's observations
-    (``policy.initialise(mean, std, generator)``: its centres spread over the states seen).
+    random first trial); at the first update the controller is initialised around the start, spread like the
+    states seen: ``policy.initialise(μ_0, s, generator)`` with s the standard deviations of D_real's observations
+    (RBF centres c_i ~ N(μ_0, diag s²)). Centres drawn from the start distribution alone (PILCO's way) left the
+    policy nearly constant over the swing and its particles never reached the reward; centred on D_real's mean,
+    which a random trial can carry tens of metres away, they left it ~0 at the start (both seen in runs).
 
     Args:
         policy: π_θ, an ``nn.Module``: ``obs (..., O) -> action (..., A)`` inside ±u_max, with
@@ -345,10 +350,10 @@ class DeepPILCOLearner:
         """Start of an episode (the policy keeps no state)."""
 
     # ------------------------------------------------------------------ the policy update
-    def _initialise(self, real_buffer: ReplayBuffer) -> None:
-        obs = real_buffer.all().obs.to(torch.float64).cpu()
+    def _initialise(self, start_mean: torch.Tensor, real_buffer: ReplayBuffer) -> None:
+        spread = real_buffer.all().obs.to(torch.float64).std(0, correction=0).cpu()  # s: how far the states went
         seed = int(torch.randint(0, 2**62, (), generator=self.generator, device=self.generator.device))
-        self.policy.initialise(obs.mean(0), obs.std(0, correction=0), torch.Generator().manual_seed(seed))
+        self.policy.initialise(start_mean.cpu(), spread, torch.Generator().manual_seed(seed))
         self.initialised = True
 
     def objective(self, model, start_mean: torch.Tensor, start_chol: torch.Tensor) -> ParticleObjective:
@@ -369,10 +374,10 @@ class DeepPILCOLearner:
             raise ValueError("model: Deep PILCO optimises its policy in a dynamics model f_ψ, got None")
         if model.obs_dim != self.obs_dim:
             raise ValueError(f"model: expected obs_dim = {self.obs_dim}, got {model.obs_dim}")
-        if not self.initialised:
-            self._initialise(real_buffer)
         start_mean, start_chol = start_distribution(episode_starts(real_buffer).to(self.device, model.dtype),
                                                     self.start_std)
+        if not self.initialised:
+            self._initialise(start_mean, real_buffer)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         for _ in range(self.policy_steps):
             result = self.objective(model, start_mean, start_chol)
@@ -452,7 +457,7 @@ class DeepPILCOConfig:
     particles: int = 10
     """K, particles per rollout of the policy update."""
     horizon: int = 40
-    """H, imagined steps per rollout (40: a whole 4 s trial of PILCO's cart-pole)."""
+    """H, imagined steps per rollout (40: PILCO's 4 s of the cart-pole)."""
     policy_steps: int = 1000
     """Adam steps on the policy per policy update (each on a fresh rollout)."""
     policy_lr: float = 1e-2
@@ -497,7 +502,7 @@ class DeepPILCOConfig:
                       num_basis=10, particles=8, horizon=10, policy_steps=10),
             default=cls(model=DropoutConfig(hidden_sizes=(100, 100)),
                         fit=FitConfig(epochs=50, max_updates=1500, batch_size=128, weight_decay=1e-4),
-                        num_basis=30, particles=10, horizon=40, policy_steps=300),
+                        num_basis=30, particles=10, horizon=30, policy_steps=300),
             full=cls(),
             tier=tier,
         )

@@ -94,8 +94,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         "policy_hidden_sizes": "learner.hidden_sizes", "policy_log_std": "learner.init_log_std",
         **{f"ppo_{name}": f"learner.{name}" for name in ("epochs", "minibatch_size", "lr", "clip", "target_kl")},
         **{name: f"learner.{name}" for name in ("gamma", "gae_lambda", "reward_scale")}}),
-    "deep-pilco": Algorithm(DeepPILCOConfig, make_deep_pilco, "dyna", deep_pilco_loop_kwargs, _one_random_trial,
-                            env_defaults=_PILCO_TRIALS),
+    "deep-pilco": Algorithm(DeepPILCOConfig, make_deep_pilco, "dyna", deep_pilco_loop_kwargs, _one_random_trial),
 }
 
 
