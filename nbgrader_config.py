@@ -11,7 +11,6 @@ Commands (see docs/instructor-guide.md): ``mbrl-course course release|validate|a
 or plain ``nbgrader`` run from this folder, which reads this file too.
 """
 
-import importlib.util
 import os
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
@@ -61,22 +60,14 @@ c.SandboxedExecute.cell_seconds = 120  # one cell, or one call of a student's fu
 c.SandboxedExecute.file_mb = 256  # largest file the student's code may write
 
 
-def _present(*modules: str) -> list[str]:
-    """The modules whose source the installed package has (found without importing it): a reference module that
-    another change has yet to add joins its assignment's list by itself once it is there."""
-    package = importlib.util.find_spec("mbrl_course").submodule_search_locations[0]
-    return [m for m in modules
-            if any(os.path.exists(os.path.join(package, *m.split(".")[1:]) + end) for end in (".py", ""))]
-
-
 # The reference implementation each assignment's students write themselves: inside the sandbox
 # these cannot be imported or read (calling them costs the part's points).
 c.SandboxedExecute.reference_modules = {
     "01-planning": ["mbrl_course.planning", "mbrl_course.agents", "mbrl_course.runs"],
     "02-kalman": ["mbrl_course.filters", "mbrl_course.viz.filtering"],
     "03-ensembles-pets": ["mbrl_course.models", "mbrl_course.data", "mbrl_course.agents", "mbrl_course.runs"],
-    "04-moment-matching": _present("mbrl_course.models.moment_matching", "mbrl_course.models.gp",
-                                   "mbrl_course.rl.controllers", "mbrl_course.agents"),
+    "04-moment-matching": ["mbrl_course.models.moment_matching", "mbrl_course.models.gp", "mbrl_course.rl.controllers",
+                           "mbrl_course.agents"],
 }
 # Modules the student's process imports before the audit hook (which refuses ctypes and
 # subprocesses): for an assignment whose notebook makes MuJoCo environments, list
