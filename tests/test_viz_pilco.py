@@ -383,3 +383,23 @@ def test_particles_beside_moments_draws_both_bands(cartpole_trials):
         np.testing.assert_allclose(upper, x.mean(0) + 2 * x.std(0), atol=1e-12)
     with pytest.raises(ValueError, match="particles"):
         vp.plot_particles_vs_moments(particles[..., :3], p)
+
+
+def test_a_band_far_wider_than_the_trajectories_runs_off_the_frame(cartpole_trials):
+    task, buffer, _, _ = cartpole_trials
+    g = torch.Generator().manual_seed(11)
+    wide = _prediction(8, g)
+    wide.cov = wide.cov + 1e4 * torch.eye(4, dtype=F64)  # ± 200 around the mean
+    trial = vp.record_trial(buffer, 12, task, trial=2, prediction=wide)
+    fig = vp.plot_pilco_trials([trial], dims=(0, 2), labels=("x [m]", "θ [rad]"))
+    for ax, d in zip(fig.axes[:2], (0, 2)):
+        low, high = ax.get_ylim()
+        shown = np.concatenate([trial.states[:, d].numpy(), wide.mean[:, d].numpy()])
+        assert low <= shown.min() and high >= shown.max()
+        assert high - low < 4 * (np.ptp(shown) + 1e-3)  # framed on what is shown, not on the ± 200 band
+    # a narrow band is not cut: the frame reaches its edges
+    narrow = vp.record_trial(buffer, 12, task, trial=2, prediction=_prediction(8, g))
+    ax = vp.plot_pilco_trials([narrow], dims=(0,), labels=("x [m]",)).axes[0]
+    [(_, low, up)] = bands(ax)
+    frame = ax.get_ylim()
+    assert frame[0] <= low.min() and frame[1] >= up.max()

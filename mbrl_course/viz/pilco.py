@@ -462,6 +462,22 @@ def _angle_guides(ax, low: float, high: float, label: str | None) -> None:
         label = None
 
 
+def _focus(ax, shown: np.ndarray, prediction: Prediction | None, d: int, margin: float = 1.0) -> None:
+    """y-limits on what must be seen (``shown`` and the predicted mean) plus ``margin`` of their span on each side,
+    no further than the band reaches: a band that grows far beyond the trajectories is cut at the frame."""
+    values = [np.asarray(shown, dtype=float).ravel()]
+    reach = [np.inf, -np.inf]
+    if prediction is not None:
+        m = _np(prediction.mean[:, d])
+        sd = np.sqrt(np.clip(_np(prediction.cov[:, d, d]), 0.0, None))
+        values.append(m)
+        reach = [float((m - BAND * sd).min()), float((m + BAND * sd).max())]
+    values = np.concatenate(values)
+    low, high = float(values.min()), float(values.max())
+    pad = margin * max(high - low, 1e-3)
+    ax.set_ylim(min(low, max(low - pad, reach[0])) - 0.05 * pad, max(high, min(high + pad, reach[1])) + 0.05 * pad)
+
+
 def _moments_band(ax, t: np.ndarray, prediction: Prediction, d: int, label: str, color: str = MOMENTS_COLOR) -> None:
     m = _np(prediction.mean[:, d])
     sd = np.sqrt(np.clip(_np(prediction.cov[:, d, d]), 0.0, None))
@@ -487,7 +503,8 @@ def plot_pilco_trials(trials: Sequence[PILCOTrial], *, dims: Sequence[int] = (0,
     Each row: for each state entry d of ``dims``, m_t,d ± 2 √S_t,dd of the policy PILCO optimised before the
     trial (blue) and the real z_t,d of the trial (black); the last panel, the expected cost E[c(x_t)] it
     predicted (blue) against the real c(x_t) (black). A trial without a prediction (the random first one)
-    shows the real trajectory alone. Angles get dotted lines where they are upright (θ = 2πk).
+    shows the real trajectory alone. Angles get dotted lines where they are upright (θ = 2πk). The y-axis
+    frames the real trajectory and the predicted mean with a margin: a band far wider than both runs off it.
 
     Args:
         trials: from :func:`record_trial`, oldest first. dims: which entries of z to draw.
@@ -510,6 +527,7 @@ def plot_pilco_trials(trials: Sequence[PILCOTrial], *, dims: Sequence[int] = (0,
             if p is not None:
                 _moments_band(ax, _time(p.mean.shape[0], dt), p, d, "predicted m_t")
             ax.plot(_time(T + 1, dt), real[:, d], color=REAL_COLOR, lw=1.5, label="real z_t")
+            _focus(ax, real[:, d], p, d)
             if d in angle_dims:
                 low, high = ax.get_ylim()
                 _angle_guides(ax, low, high, "upright")
@@ -614,7 +632,8 @@ def plot_particles_vs_moments(particles, prediction: Prediction, *, dims: Sequen
     """Particles z^r_t beside moments: the particles' lines and their mean ± 2 std, PILCO's m_t ± 2 √S_t.
 
     Args:
-        particles: (K, T+1, D), e.g. from :func:`policy_particles`. prediction: PILCO's p(z_t), t = 0..H.
+        particles: (K, T+1, D), e.g. from :func:`policy_particles`. prediction: PILCO's p(z_t), t = 0..H. The
+            y-axis frames the particles and the predicted mean with a margin (a band far wider runs off it).
         dims: entries of z to draw; labels: one per entry. dt: seconds per step. max_lines: particles drawn as
             lines (their band uses all K). particle_label: what the particles are. title: the figure's.
     """
@@ -638,6 +657,7 @@ def plot_particles_vs_moments(particles, prediction: Prediction, *, dims: Sequen
         mean, sd = p_np[:, :, d].mean(0), p_np[:, :, d].std(0)
         ax.plot(t_p, mean + BAND * sd, color=PARTICLE_COLOR, ls="--", lw=1.5, label=f"particles' mean ± {BAND:g} std")
         ax.plot(t_p, mean - BAND * sd, color=PARTICLE_COLOR, ls="--", lw=1.5)
+        _focus(ax, p_np[:, :, d], prediction, d)
         ax.set(xlabel="time t [s]" if dt else "step t", ylabel=label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
