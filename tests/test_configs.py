@@ -247,8 +247,14 @@ def test_every_tier_builds_the_agent_the_flat_configs_built(algo, tier):
     assert effective(algo, agent, spec.loop_kwargs(config)) == EFFECTIVE[(algo, tier)]
 
 
+FLAT_ERA = ("pets", "mbmf", "mbpo", "sac", "mbmf-ft")
+"""The algorithms of mbrl_course 0.1.0, whose configs were flat: the table and the moved keys are theirs.
+Algorithms added since (Deep PILCO, ...) were born with composed configs and have no old keys."""
+
+
 def test_the_table_covers_every_algorithm_and_tier():
-    assert set(EFFECTIVE) == {(algo, tier) for algo in ALGORITHMS for tier in ("smoke", "default", "full")}
+    assert set(FLAT_ERA) <= set(ALGORITHMS)
+    assert set(EFFECTIVE) == {(algo, tier) for algo in FLAT_ERA for tier in ("smoke", "default", "full")}
 
 
 def test_set_reaches_nested_settings_with_the_command_line_conversions():
@@ -270,7 +276,7 @@ def test_set_reaches_nested_settings_with_the_command_line_conversions():
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_old_flat_keys_name_the_key_they_moved_to(algo):
     keys = setting_keys(ALGORITHMS[algo].config_cls)
-    assert ALGORITHMS[algo].moved, algo
+    assert bool(ALGORITHMS[algo].moved) == (algo in FLAT_ERA), algo
     for old, new in ALGORITHMS[algo].moved.items():
         assert new in keys and old not in keys, (algo, old, new)
         with pytest.raises(ValueError, match=f"{algo} has no setting '{old}'; it moved to '{new}'"):

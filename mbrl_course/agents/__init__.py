@@ -7,6 +7,8 @@
   ``learner.policy_update(f_ψ, D_real)`` (a :class:`Learner`). MBPO (:func:`make_mbpo`: ensemble +
   :class:`MBPOLearner` with SAC) and SAC alone (:func:`make_sac`: no model) are two choices of model and
   learner for it.
+- Deep PILCO (:func:`make_deep_pilco`: dropout network + :class:`DeepPILCOLearner`, PILCO's RBF controller
+  optimised through particle rollouts) — an episodic learner in the Dyna loop.
 - :func:`mbmf_ft_loop` — MBMF's hand-over: the MPC loop, then the Dyna loop with a learner that clones
   the MPC controller into a policy by DAgger and fine-tunes it by PPO.
 - :mod:`~mbrl_course.agents.configs` — the parts the agents' configs are composed of (model, fit, planner).
@@ -21,6 +23,7 @@ from mbrl_course.agents.configs import (
     FitConfig,
     RandomShootingConfig,
 )
+from mbrl_course.agents.deep_pilco import DeepPILCOConfig, DeepPILCOLearner, make_deep_pilco
 from mbrl_course.agents.dyna import (
     DynaAgent,
     GreedyActor,
@@ -49,6 +52,7 @@ __all__ = [
     "PETSConfig", "make_pets", "MBMFConfig", "make_mbmf",
     "DynaAgent", "GreedyActor", "Learner", "Rollouts", "dyna_loop", "imagine_rollouts", "rollout_length",
     "MBPOConfig", "MBPOLearner", "make_mbpo", "SACAgentConfig", "make_sac",
+    "DeepPILCOConfig", "DeepPILCOLearner", "make_deep_pilco",
     "MBMFFTConfig", "MBMFFineTuner", "PolicyRecorder", "make_mbmf_ft", "mbmf_ft_loop",
     "EnsembleConfig", "DeltaMLPConfig", "FitConfig", "CEMConfig", "RandomShootingConfig",
 ]

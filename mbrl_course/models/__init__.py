@@ -3,6 +3,7 @@
 - :class:`DeltaMLP`: MBMF's deterministic i' = i + f_ψ(i, u).
 - :class:`GaussianEnsemble`: PETS/MBPO's p(i', g | i, u) = 1/K Σ_k N(μ_ψ^k, Σ_ψ^k), built from :class:`EnsembleLinear`.
 - :func:`fit_model`: ψ := argmin_ψ L(f_ψ, D_real) with bootstraps, holdout early stopping and elites.
+- :class:`DropoutDynamics`: Deep PILCO's dropout network, 1/K Σ_k N(μ^k_ψ, Σ), ψ ~ Dropout(ψ), particles with fixed masks.
 - :class:`TrueDynamics`: the env's own equations, the oracle f_ψ := f.
 - :class:`GPDynamics`: PILCO's i' = f_ψ(i, u) := GP, on a :class:`GaussianProcess` (exact or FITC) with moment matching.
 - :class:`DynamicsModel`: the one contract all of them satisfy (fit, next_state_distribution, propagator).
@@ -11,6 +12,7 @@
 """
 
 from mbrl_course.models.base import DynamicsModel, PointMass, Propagator
+from mbrl_course.models.dropout import DropoutDynamics, DropoutPropagator, moment_match_resample
 from mbrl_course.models.ensemble import EnsembleLinear, FoldedParams, GaussianEnsemble, gaussian_nll
 from mbrl_course.models.gp import (
     GaussianProcess,
@@ -33,6 +35,8 @@ __all__ = [
     "ACTIVATIONS",
     "PROPAGATIONS",
     "DeltaMLP",
+    "DropoutDynamics",
+    "DropoutPropagator",
     "DynamicsModel",
     "EnsemblePropagator",
     "EnsembleLinear",
@@ -51,6 +55,7 @@ __all__ = [
     "fit_model",
     "gaussian_nll",
     "imagine_returns",
+    "moment_match_resample",
     "obs_from_state",
     "rollout",
     "state_angle_indices",

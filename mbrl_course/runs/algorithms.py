@@ -1,7 +1,7 @@
 """The named algorithms a run can train, and their configs with command-line settings applied.
 
 Each named algorithm (:data:`ALGORITHMS`) is a config, a builder and the loop that runs it: the MPC
-loop (PETS, MBMF), the Dyna loop (MBPO, SAC alone, PILCO) or MBMF's fine-tuning (MPC → DAgger → PPO).
+loop (PETS, MBMF), the Dyna loop (MBPO, SAC alone, PILCO, Deep PILCO) or MBMF's fine-tuning (MPC → DAgger → PPO).
 :func:`make_config` gives its config for a compute tier with ``--set`` settings applied; a setting's
 key is its path in the composed config (``planner.horizon``, ``learner.lr``, ``model.ensemble_size``).
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mbrl_course._checks import check_choice
+from mbrl_course.agents.deep_pilco import DeepPILCOConfig, deep_pilco_loop_kwargs, make_deep_pilco
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFTConfig, make_mbmf_ft, mbmf_ft_loop_kwargs
 from mbrl_course.agents.mbpo import MBPOConfig, make_mbpo, mbpo_loop_kwargs
@@ -93,6 +94,8 @@ ALGORITHMS: dict[str, Algorithm] = {
         "policy_hidden_sizes": "learner.hidden_sizes", "policy_log_std": "learner.init_log_std",
         **{f"ppo_{name}": f"learner.{name}" for name in ("epochs", "minibatch_size", "lr", "clip", "target_kl")},
         **{name: f"learner.{name}" for name in ("gamma", "gae_lambda", "reward_scale")}}),
+    "deep-pilco": Algorithm(DeepPILCOConfig, make_deep_pilco, "dyna", deep_pilco_loop_kwargs, _one_random_trial,
+                            env_defaults=_PILCO_TRIALS),
 }
 
 
