@@ -58,12 +58,16 @@ c.SandboxedExecute.memory_mb = 4096  # address space of the student's process
 c.SandboxedExecute.wall_seconds = 600  # the whole submission
 c.SandboxedExecute.cell_seconds = 120  # one cell, or one call of a student's function from a test
 c.SandboxedExecute.file_mb = 256  # largest file the student's code may write
+
+
 # The reference implementation each assignment's students write themselves: inside the sandbox
 # these cannot be imported or read (calling them costs the part's points).
 c.SandboxedExecute.reference_modules = {
     "01-planning": ["mbrl_course.planning", "mbrl_course.agents", "mbrl_course.runs"],
     "02-kalman": ["mbrl_course.filters", "mbrl_course.viz.filtering"],
     "03-ensembles-pets": ["mbrl_course.models", "mbrl_course.data", "mbrl_course.agents", "mbrl_course.runs"],
+    "04-moment-matching": ["mbrl_course.models.moment_matching", "mbrl_course.models.gp", "mbrl_course.rl.controllers",
+                           "mbrl_course.agents"],
 }
 # Modules the student's process imports before the audit hook (which refuses ctypes and
 # subprocesses): for an assignment whose notebook makes MuJoCo environments, list

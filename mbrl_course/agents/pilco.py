@@ -353,25 +353,44 @@ class PILCOLearner:
         return self.config.horizon - out.returns()[0]
 
     def _optimise(self, model: GPDynamics) -> float:
+        """L-BFGS on J(θ); returns the best J seen, with θ set to where it was seen.
+
+        A J(θ) that is not finite (a step into a region where the moments break down) is reported to the line
+        search as a large cost, so it backs off; should the line search still fail, the best θ seen is kept.
+        """
         params = [p for p in self.controller.parameters() if p.requires_grad]
         optimiser = torch.optim.LBFGS(params, lr=1.0, max_iter=self.config.policy_iterations,
                                       line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
         bar = tqdm(total=self.config.policy_iterations, desc="PILCO policy", unit="eval", leave=False,
                    disable=not self.progress)
+        best = {"J": math.inf, "state": None}
+        worst = 10.0 * self.config.horizon  # above any J (a cost is at most 1 per step)
 
         def closure() -> torch.Tensor:
             optimiser.zero_grad()
             loss = self.objective(model)
-            if torch.isfinite(loss):
-                loss.backward()
+            if not torch.isfinite(loss):
+                for p in params:
+                    p.grad = torch.zeros_like(p)
+                return torch.tensor(worst, dtype=loss.dtype, device=loss.device)
+            loss.backward()
+            value = loss.item()
+            if value < best["J"] and all(torch.isfinite(p.grad).all() for p in params):
+                best["J"], best["state"] = value, {k: v.detach().clone()
+                                                  for k, v in self.controller.state_dict().items()}
             bar.update(1)
-            bar.set_postfix(J=f"{loss.item():.3f}")
+            bar.set_postfix(J=f"{value:.3f}")
             return loss
 
-        optimiser.step(closure)
+        try:
+            optimiser.step(closure)
+        except (IndexError, torch.linalg.LinAlgError) as err:  # torch's strong-Wolfe search can fail on a flat J
+            warnings.warn(f"PILCO: the L-BFGS line search stopped early ({type(err).__name__}: {err}); "
+                          f"keeping the best policy seen (J = {best['J']:.3f})", stacklevel=2)
         bar.close()
-        with torch.no_grad():
-            return float(self.objective(model))
+        if best["state"] is not None:
+            self.controller.load_state_dict(best["state"])
+        return best["J"]
 
     def policy_update(self, model: GPDynamics, real_buffer: ReplayBuffer) -> dict[str, float]:
         """θ := argmin_θ J(θ) by L-BFGS in the GP f_ψ (the best of ``restarts`` optimisations)."""

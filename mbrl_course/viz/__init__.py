@@ -5,6 +5,7 @@
 - :mod:`~mbrl_course.viz.planning`   CEM iterations (static grid and widget explorer), planner sweeps
 - :mod:`~mbrl_course.viz.rollouts`   the loops' code side by side, k-step model predictions
 - :mod:`~mbrl_course.viz.filtering`  filtering posteriors, Kalman bands, noise sliders, likelihood surfaces
+- :mod:`~mbrl_course.viz.pilco`      GP regression, moment matching against Monte Carlo, PILCO's predictions per trial
 
 Nothing in the core package imports this module; it may import anything.
 """
@@ -21,6 +22,18 @@ from mbrl_course.viz.filtering import (
     plot_kalman_filter,
     plot_likelihood_surface,
     plot_noise_settings,
+)
+from mbrl_course.viz.pilco import (
+    PILCOTrial,
+    plot_cost_per_trial,
+    plot_gp_regression,
+    plot_moment_matching_1d,
+    plot_moment_matching_2d,
+    plot_particles_vs_moments,
+    plot_pilco_trials,
+    policy_particles,
+    record_trial,
+    sample_at_gaussian_input,
 )
 from mbrl_course.viz.planning import (
     PlannerSweep,
@@ -46,4 +59,6 @@ __all__ = [
     "animation_html", "code_side_by_side", "k_step_errors", "plot_model_predictions", "rollout_particles",
     "noise_explorer", "plot_bayesian_kalman_filter", "plot_filter_steps", "plot_grid_filter",
     "plot_k_step_prediction", "plot_kalman_filter", "plot_likelihood_surface", "plot_noise_settings",
+    "PILCOTrial", "plot_cost_per_trial", "plot_gp_regression", "plot_moment_matching_1d", "plot_moment_matching_2d",
+    "plot_particles_vs_moments", "plot_pilco_trials", "policy_particles", "record_trial", "sample_at_gaussian_input",
 ]
