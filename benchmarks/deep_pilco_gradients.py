@@ -2,7 +2,7 @@
 
 For each start setting (``--starts``), a fixed dropout model f_ψ (:class:`~mbrl_course.models.DropoutDynamics`,
 2 × ``--hidden``) is fit on ``--episodes`` episodes of random actions on PILCO's cart-pole swing-up, and a fixed RBF
-controller π_θ is initialised from those states as :class:`~mbrl_course.agents.DeepPILCOLearner` does; the start
+controller π_θ is initialised from those states (centres ~ N(their mean, their spread), 0.1-scale weights); the start
 distribution p(i_1) is fit to the episodes' first observations. Two settings:
 
 - ``down``: the env's own start, the pole hanging (the swing-up task): the saturating reward is ~1e-5 there, so
