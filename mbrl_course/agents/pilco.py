@@ -303,7 +303,7 @@ class PILCOConfig:
         """The config of a compute tier (``budget()`` when ``tier`` is None)."""
         return by_budget(
             smoke=cls(horizon=10, num_basis=10, policy_iterations=3, gp_iterations=5),
-            default=cls(policy_iterations=50, gp_iterations=75),
+            default=cls(policy_iterations=50, gp_iterations=75, sparse_above=200, inducing=100),
             full=cls(),
             tier=tier,
         )
