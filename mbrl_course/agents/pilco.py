@@ -22,9 +22,9 @@ its inputs are the observation x = φ(z) and the action. One moment-matched step
 
 and the policy's objective J(θ) = Σ_{t=1}^{H} E[c(x_t)]. Its gradient dJ/dθ is the analytic one, by
 autograd through every moment above (PILCO derives the same chain rule by hand); θ is optimised by
-L-BFGS with a strong-Wolfe line search (PILCO's own optimiser is a conjugate-gradient/BFGS
-minimiser with line search: deterministic J and exact gradients make a quasi-Newton method the natural
-choice, and it needs no learning rate).
+scipy's L-BFGS-B (PILCO's own optimiser is a conjugate-gradient/BFGS minimiser with line search:
+deterministic J and exact gradients make a quasi-Newton method the natural choice, and it needs no
+learning rate).
 
 **Through the rollout primitive.** A moment-matched rollout is :func:`~mbrl_course.models.rollout` on a
 *belief* model: a row of the rollout is a Gaussian belief flattened as [m, vec S] (:class:`MomentMatchedGP`),
@@ -48,6 +48,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_positive_int, resolve_device
@@ -281,7 +282,7 @@ class PILCOConfig:
     num_basis: int = 50
     """Basis functions of the RBF controller (the paper's cart-pole: 50)."""
     policy_iterations: int = 100
-    """L-BFGS iterations of the policy optimisation per trial."""
+    """L-BFGS-B iterations of the policy optimisation per trial (PILCO's cart-pole: up to 150 line searches)."""
     restarts: int = 1
     """Optimisations per trial; from the second on, θ starts from a perturbed copy and the best J wins."""
     gp_iterations: int = 100
@@ -353,47 +354,53 @@ class PILCOLearner:
         return self.config.horizon - out.returns()[0]
 
     def _optimise(self, model: GPDynamics) -> float:
-        """L-BFGS on J(θ); returns the best J seen, with θ set to where it was seen.
+        """L-BFGS-B (scipy's) on J(θ) with autograd's exact gradient; returns the best J seen, θ set to where it was.
 
-        A J(θ) that is not finite (a step into a region where the moments break down) is reported to the line
-        search as a large cost, so it backs off; should the line search still fail, the best θ seen is kept.
+        A J(θ) that is not finite (a step into a region where the moments break down) reads as a large cost with a
+        zero gradient, so the line search backs off. scipy's line search rather than ``torch.optim.LBFGS``'s: on
+        J's sharply curved valleys (descent for steps of 1e-3 along −∇J, ascent from 1e-2 on) torch's strong-Wolfe
+        search returned to its start at every iteration, while scipy's kept descending.
         """
         params = [p for p in self.controller.parameters() if p.requires_grad]
-        optimiser = torch.optim.LBFGS(params, lr=1.0, max_iter=self.config.policy_iterations,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
-        bar = tqdm(total=self.config.policy_iterations, desc="PILCO policy", unit="eval", leave=False,
+        sizes = [p.numel() for p in params]
+        bar = tqdm(total=self.config.policy_iterations, desc="PILCO policy", unit="it", leave=False,
                    disable=not self.progress)
-        best = {"J": math.inf, "state": None}
+        best = {"J": math.inf, "theta": None}
         worst = 10.0 * self.config.horizon  # above any J (a cost is at most 1 per step)
 
-        def closure() -> torch.Tensor:
-            optimiser.zero_grad()
-            loss = self.objective(model)
-            if not torch.isfinite(loss):
-                for p in params:
-                    p.grad = torch.zeros_like(p)
-                return torch.tensor(worst, dtype=loss.dtype, device=loss.device)
-            loss.backward()
-            value = loss.item()
-            if value < best["J"] and all(torch.isfinite(p.grad).all() for p in params):
-                best["J"], best["state"] = value, {k: v.detach().clone()
-                                                  for k, v in self.controller.state_dict().items()}
-            bar.update(1)
-            bar.set_postfix(J=f"{value:.3f}")
-            return loss
+        def set_theta(theta: np.ndarray) -> None:
+            with torch.no_grad():
+                values = torch.as_tensor(theta, dtype=params[0].dtype).to(params[0].device)
+                for p, chunk in zip(params, torch.split(values, sizes)):
+                    p.copy_(chunk.view_as(p))
 
-        try:
-            optimiser.step(closure)
-        except (IndexError, torch.linalg.LinAlgError) as err:  # torch's strong-Wolfe search can fail on a flat J
-            warnings.warn(f"PILCO: the L-BFGS line search stopped early ({type(err).__name__}: {err}); "
-                          f"keeping the best policy seen (J = {best['J']:.3f})", stacklevel=2)
+        def objective_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            set_theta(theta)
+            loss = self.objective(model)
+            value = loss.item()
+            if not math.isfinite(value):
+                return worst, np.zeros_like(theta)
+            grads = torch.autograd.grad(loss, params)
+            gradient = torch.cat([g.reshape(-1) for g in grads]).detach().cpu().numpy()
+            if not np.isfinite(gradient).all():
+                return worst, np.zeros_like(theta)
+            if value < best["J"]:
+                best["J"], best["theta"] = value, theta.copy()
+            return value, gradient
+
+        def iteration(_theta) -> None:
+            bar.update(1)
+            bar.set_postfix(J=f"{best['J']:.3f}")
+
+        theta0 = torch.cat([p.detach().reshape(-1) for p in params]).cpu().double().numpy()
+        minimize(objective_and_gradient, theta0, jac=True, method="L-BFGS-B", callback=iteration,
+                 options={"maxiter": self.config.policy_iterations})
         bar.close()
-        if best["state"] is not None:
-            self.controller.load_state_dict(best["state"])
+        set_theta(best["theta"] if best["theta"] is not None else theta0)
         return best["J"]
 
     def policy_update(self, model: GPDynamics, real_buffer: ReplayBuffer) -> dict[str, float]:
-        """θ := argmin_θ J(θ) by L-BFGS in the GP f_ψ (the best of ``restarts`` optimisations)."""
+        """θ := argmin_θ J(θ) by L-BFGS-B in the GP f_ψ (the best of ``restarts`` optimisations)."""
         if not isinstance(model, GPDynamics):
             raise TypeError(f"model: PILCO needs a GPDynamics (moment matching), got {type(model).__name__}")
         sizes = (self.controller.obs_dim, self.controller.act_dim)
