@@ -96,7 +96,7 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     algos = list(dict.fromkeys(r["algo"] for r in results))
-    fig, axes = plt.subplots(1, len(algos), figsize=(4.2 * len(algos), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(algos), figsize=(max(6.4, 4.2 * len(algos)), 3.6), sharey=True, squeeze=False)
     for ax, algo in zip(axes[0], algos):
         for r in (r for r in results if r["algo"] == algo):
             trials = range(1, len(r["cost"]) + 1)
