@@ -58,10 +58,10 @@ from mbrl_course.data import ReplayBuffer
 from mbrl_course.envs import check_bounded_box_actions
 from mbrl_course.models import PointMass, Propagator, Rollout, rollout
 from mbrl_course.models.gp import GPDynamics, state_angle_indices
-from mbrl_course.models.moment_matching import expected_saturating_cost, trig_features
+from mbrl_course.models.moment_matching import PredictionMoments, expected_saturating_cost, trig_features
 from mbrl_course.rl.controllers import LinearController, RBFController
 
-__all__ = ["TASKS", "BeliefPolicy", "ExpectedSaturatingReward", "MomentMatchedGP", "PILCOConfig", "PILCOLearner",
+__all__ = ["TASKS", "BeliefFeatures", "BeliefPolicy", "ExpectedSaturatingReward", "MomentMatchedGP", "PILCOConfig", "PILCOLearner",
            "PILCOTask", "Prediction", "make_pilco", "pilco_loop_kwargs", "predict_trajectory"]
 
 
@@ -135,6 +135,29 @@ def unpack(row: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     return row[..., :dim], row[..., dim:].unflatten(-1, (dim, dim))
 
 
+class BeliefFeatures:
+    """p(x) = p(φ(z)) of a belief row [m, vec S], exact trig moments, computed once per belief.
+
+    Within a rollout the policy, the step and the reward all need it: the policy and the step for p(z_t), the reward
+    for p(z_{t+1}), which is the next policy's p(z_t). One instance shared by the three (as :func:`predict_trajectory`
+    shares it) answers the repeats from the last two beliefs it saw, matched by identity (it keeps them alive, so a
+    new tensor can never be taken for an old one).
+    """
+
+    def __init__(self, state_dim: int, angles: tuple[int, ...]):
+        self.state_dim, self.angle_dims = state_dim, state_angle_indices(angles)
+        self._recent: list[tuple[torch.Tensor, PredictionMoments]] = []
+
+    def __call__(self, belief: torch.Tensor) -> PredictionMoments:
+        for row, moments in self._recent:
+            if row is belief:
+                return moments
+        mean, cov = unpack(belief, self.state_dim)
+        moments = trig_features(mean, cov, self.angle_dims)  # p(x) = p(φ(z)), Cov[z, x] = S C_φ
+        self._recent = [(belief, moments), *self._recent[:1]]
+        return moments
+
+
 class BeliefPolicy:
     """μ_θ on beliefs: p(z_t) = N(m, S) -> the moments of u_t = π(φ(z_t)), flattened as one action row.
 
@@ -142,13 +165,13 @@ class BeliefPolicy:
     (O × A), which the propagator needs to build the joint p(x_t, u_t) and Cov[z_t, u_t].
     """
 
-    def __init__(self, controller: torch.nn.Module, state_dim: int, angles: tuple[int, ...]):
-        self.controller, self.state_dim = controller, state_dim
-        self.angle_dims = state_angle_indices(angles)
+    def __init__(self, controller: torch.nn.Module, state_dim: int, angles: tuple[int, ...],
+                 features: BeliefFeatures | None = None):
+        self.controller = controller
+        self.features = features or BeliefFeatures(state_dim, angles)
 
     def __call__(self, belief: torch.Tensor) -> torch.Tensor:
-        mean, cov = unpack(belief, self.state_dim)
-        x = trig_features(mean, cov, self.angle_dims)  # p(x_t) = p(φ(z_t))
+        x = self.features(belief)  # p(x_t) = p(φ(z_t))
         u = self.controller.moments(x.mean, x.cov)  # p(u_t)
         return torch.cat([u.mean, u.cov.flatten(-2), u.input_gain.flatten(-2)], dim=-1)
 
@@ -158,10 +181,10 @@ class _MomentStep(Propagator):
 
     deterministic = True
 
-    def __init__(self, dynamics: GPDynamics):
+    def __init__(self, dynamics: GPDynamics, features: BeliefFeatures | None = None):
         self.dynamics = dynamics
         self.state_dim, self.obs_dim, self.act_dim = dynamics.state_dim, dynamics.obs_dim, dynamics.act_dim
-        self.angle_dims = state_angle_indices(dynamics.angles)
+        self.features = features or BeliefFeatures(dynamics.state_dim, dynamics.angles)
 
     def step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, None]:
         d, o, a = self.state_dim, self.obs_dim, self.act_dim
@@ -169,7 +192,7 @@ class _MomentStep(Propagator):
         u_mean = action[..., :a]
         u_cov = action[..., a:a + a * a].unflatten(-1, (a, a))
         gain_u = action[..., a + a * a:].unflatten(-1, (o, a))  # C_π = Cov[x]⁻¹ Cov[x, u]
-        x = trig_features(mean, cov, self.angle_dims)  # p(x_t), Cov[z, x] = S C_φ
+        x = self.features(obs)  # p(x_t), Cov[z, x] = S C_φ
         cov_zx = x.input_cov
         cov_xu = x.cov @ gain_u  # Cov[x_t, u_t]
         joint_mean = torch.cat([x.mean, u_mean], dim=-1)  # p(x_t, u_t)
@@ -228,15 +251,14 @@ class MomentMatchedGP:
 class ExpectedSaturatingReward:
     """g(belief, ·, belief') = 1 − E[c(x_{t+1})], x_{t+1} = φ(z_{t+1}), exactly (the reward of a belief rollout)."""
 
-    def __init__(self, task: PILCOTask, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"):
-        self.state_dim = len(task.start_mean)
-        self.angle_dims = state_angle_indices(task.angles)
+    def __init__(self, task: PILCOTask, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+                 features: BeliefFeatures | None = None):
+        self.features = features or BeliefFeatures(len(task.start_mean), task.angles)
         self.target = torch.tensor(task.target, dtype=dtype, device=device)
         self.weight = torch.tensor(task.weight, dtype=dtype, device=device)
 
     def __call__(self, belief: torch.Tensor, action: torch.Tensor, next_belief: torch.Tensor) -> torch.Tensor:
-        mean, cov = unpack(next_belief, self.state_dim)
-        x = trig_features(mean, cov, self.angle_dims)
+        x = self.features(next_belief)
         return 1.0 - expected_saturating_cost(x.mean, x.cov, self.target, self.weight)
 
 
@@ -261,9 +283,11 @@ def predict_trajectory(dynamics: GPDynamics, controller: torch.nn.Module, task: 
     dtype, device = dynamics.dtype, dynamics.device
     mean = torch.tensor(task.start_mean, dtype=dtype, device=device)
     cov = torch.diag(torch.tensor(task.start_std, dtype=dtype, device=device) ** 2)
-    policy = BeliefPolicy(controller, dynamics.state_dim, dynamics.angles)
-    reward = ExpectedSaturatingReward(task, dtype=dtype, device=device)
-    return rollout(model, pack(mean, cov)[None], policy=policy, horizon=horizon, reward_fn=reward)
+    features = BeliefFeatures(dynamics.state_dim, dynamics.angles)  # p(φ(z_t)) once per step, not three times
+    policy = BeliefPolicy(controller, dynamics.state_dim, dynamics.angles, features)
+    reward = ExpectedSaturatingReward(task, dtype=dtype, device=device, features=features)
+    return rollout(model, pack(mean, cov)[None], policy=policy, horizon=horizon, reward_fn=reward,
+                   propagator=_MomentStep(dynamics, features))
 
 
 # ---------------------------------------------------------------------------------------------
