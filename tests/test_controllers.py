@@ -17,6 +17,7 @@ from moment_helpers import (
 
 from mbrl_course.models.moment_matching import compose, joint, trig_features
 from mbrl_course.rl import LinearController, RBFController
+from mbrl_course.rl.controllers import LOG_LENGTHSCALE_BOUNDS
 
 
 def randomised(controller, seed: int):
@@ -25,7 +26,7 @@ def randomised(controller, seed: int):
     with torch.no_grad():
         if isinstance(controller, RBFController):
             controller.centres.copy_(torch.randn(controller.centres.shape, generator=gen, dtype=DTYPE))
-            controller.weights.copy_(torch.randn(controller.weights.shape, generator=gen, dtype=DTYPE))
+            controller.targets.copy_(torch.randn(controller.targets.shape, generator=gen, dtype=DTYPE))
             scales = 0.6 + torch.rand(controller.log_lengthscales.shape, generator=gen, dtype=DTYPE)
             controller.log_lengthscales.copy_(scales.log())
         else:
@@ -141,11 +142,38 @@ def test_initialise_is_reproducible_and_centred_on_the_start_state():
     assert torch.equal(first.centres[:, 2], torch.full((200,), -1.0, dtype=DTYPE))  # std 0: on the start state
     spread = first.centres[:, :2].std(0)
     assert bool(((spread - std[:2]).abs() < 0.3 * std[:2]).all())  # centres ~ N(μ₀, σ₀²)
-    assert first.weights.abs().max() < 0.5 and torch.allclose(first.lengthscales, torch.ones(1, 3, dtype=DTYPE))
+    assert first.targets.abs().max() < 0.5 and torch.allclose(first.lengthscales, torch.ones(1, 3, dtype=DTYPE))
     linear = LinearController(3, 2, [1.0, 3.0])
     linear.initialise(start, std, torch.Generator().manual_seed(3))
     assert torch.allclose(linear(start), torch.zeros(2, dtype=DTYPE))  # no action at the mean start state
     assert linear.action_bound.tolist() == [1.0, 3.0] and first.action_bound.tolist() == [2.0]
+
+
+def test_rbf_policy_is_the_gp_mean_of_its_pseudo_data():
+    rbf = make("rbf", 3, 2, seed=12)
+    with torch.no_grad():
+        gram = np.stack([np.exp(-0.5 * (((rbf.centres[:, None] - rbf.centres[None]) / rbf.lengthscales[a]) ** 2)
+                                .sum(-1).numpy()) for a in range(2)])  # k_a(c, c) written out: (A, N, N)
+        beta = np.stack([np.linalg.solve(gram[a] + rbf.NOISE_VAR * np.eye(rbf.num_basis), rbf.targets[a].numpy())
+                         for a in range(2)])
+        assert np.allclose(rbf.weights.numpy(), beta, rtol=1e-8, atol=1e-8)
+        # the GP mean at its own inputs: K (K + σ² I)⁻¹ y = y − σ² β
+        assert torch.allclose(rbf.preactivation(rbf.centres), (rbf.targets - rbf.NOISE_VAR * rbf.weights).T)
+
+
+def test_rbf_length_scales_are_bounded():
+    rbf = RBFController(3, 2, 1.0, num_basis=4)
+    low, high = LOG_LENGTHSCALE_BOUNDS
+    assert rbf.parameter_bounds() == {"log_lengthscales": (low, high)}
+    assert LinearController(3, 2, 1.0).parameter_bounds() == {}
+    with torch.no_grad():
+        rbf.log_lengthscales[0] = torch.tensor([100.0, -100.0, 0.5], dtype=DTYPE)
+        rbf.targets.fill_(1e6)  # unbounded parameters are left alone
+    rbf.project_()
+    assert rbf.log_lengthscales[0].tolist() == [high, low, 0.5]
+    assert bool((rbf.targets == 1e6).all())
+    with pytest.raises(ValueError, match=r"lengthscale: expected numbers in \[0.00674, 148\]"):
+        rbf.initialise(torch.zeros(3), torch.ones(3), torch.Generator().manual_seed(0), lengthscale=1e3)
 
 
 @pytest.mark.parametrize("kind", ["linear", "rbf"])

@@ -107,6 +107,21 @@ def test_fit_raises_likelihood_and_recovers_lengthscales_of_a_gp_prior():
     assert bool(((ratio > 0.7) & (ratio < 1.4)).all()), f"length-scales {gp.lengthscales.detach()} vs {truth[0]}"
 
 
+def test_min_noise_var_floors_the_fitted_noise():
+    # noise-free data: the fit drives σ² towards 0, the floor holds it at σ²_min, and the prediction's
+    # variance at a training input is at least σ²_min when the noise is included
+    inputs = torch.linspace(-3, 3, 40, dtype=DTYPE)[:, None]
+    targets = torch.sin(inputs)
+    free, floored = GaussianProcess(1, 1), GaussianProcess(1, 1, min_noise_var=1e-3)
+    free.fit(inputs, targets, iterations=50)
+    floored.fit(inputs, targets, iterations=50)
+    assert float(free.noise_var.detach()) < 1e-4 and float(floored.noise_var.detach()) == pytest.approx(1e-3)
+    _, var = floored.posterior(inputs[:5], include_noise=True)
+    assert bool((var >= 1e-3).all())
+    with pytest.raises(ValueError, match="min_noise_var: expected"):
+        GaussianProcess(1, 1, min_noise_var=-1.0)
+
+
 # ---------------------------------------------------------------------------------------------- FITC
 def test_fitc_on_the_training_inputs_is_the_exact_gp():
     inputs, targets, hypers, tests = random_data(2, 2, 25, seed=4)

@@ -3,6 +3,7 @@ differences, the loop through the runs layer (train, resume), and clear errors."
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ from mbrl_course.envs import make_env
 from mbrl_course.models import GPDynamics
 from mbrl_course.models.gp import obs_from_state
 from mbrl_course.rl import RBFController
+from mbrl_course.rl.controllers import LOG_LENGTHSCALE_BOUNDS
 
 ENV = "mbrl_course/CartPoleSwingUp-v0"
 
@@ -141,6 +143,19 @@ def test_policy_update_lowers_the_expected_cost(fitted):
     info = learner.policy_update(model, ReplayBuffer(5, 1))
     assert info["J"] < before
     assert learner.prediction.mean.shape == (6, 4) and learner.prediction.expected_cost.shape == (5,)
+
+
+def test_policy_update_keeps_the_length_scales_in_their_box(fitted):
+    # left free, the optimiser drove log ℓ to ~100 on the cart-pole, where (Σ + Λ)⁻¹ and ∇J break down
+    model, controller, task = fitted
+    controller = copy.deepcopy(controller)
+    low, high = LOG_LENGTHSCALE_BOUNDS
+    with torch.no_grad():
+        controller.log_lengthscales[0, 1] = 80.0  # as a checkpoint from before the bounds could hold
+    learner = PILCOLearner(controller, task, PILCOConfig(horizon=5, policy_iterations=5))
+    learner.policy_update(model, ReplayBuffer(5, 1))
+    log_ell = controller.log_lengthscales
+    assert bool(((log_ell >= low) & (log_ell <= high)).all()), log_ell
 
 
 def test_train_pilco_smoke_run_resumes(tmp_path):

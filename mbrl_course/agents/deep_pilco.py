@@ -387,6 +387,8 @@ class DeepPILCOLearner:
             if self.max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(params, self.max_grad_norm)
             self.optimizer.step()
+            if hasattr(self.policy, "project_"):
+                self.policy.project_()  # keep the RBF length-scales in their box (see LOG_LENGTHSCALE_BOUNDS)
             self.updates += 1
         self.last_loss, self.last_value = result.loss.detach(), result.value
         return {"loss": float(self.last_loss), "value": float(self.last_value)}

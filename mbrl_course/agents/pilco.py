@@ -51,7 +51,7 @@ import torch
 from scipy.optimize import minimize
 from tqdm.auto import tqdm
 
-from mbrl_course._checks import check_positive_int, resolve_device
+from mbrl_course._checks import check_positive_float, check_positive_int, resolve_device
 from mbrl_course.agents.dyna import DynaAgent
 from mbrl_course.budget import Tier, by_budget
 from mbrl_course.data import ReplayBuffer
@@ -315,11 +315,16 @@ class PILCOConfig:
     """Use the sparse (FITC) GP once D_real holds more transitions than this."""
     inducing: int = 300
     """Inducing inputs of the sparse GP."""
+    min_noise_var: float = 2e-4
+    """σ²_min, the floor under the GP's noise variances: PILCO's cart-pole measures every state with noise of std
+    0.01, so its GPs see σ² ≈ 2 · 0.01² on state differences. Our simulator is exact, and without a floor the
+    fit drove σ² to ~1e-6 α², where J(θ) was rough at the 1e-4 level (K⁻¹ ~ 1e8; 1e-6 with the floor)."""
 
     def __post_init__(self) -> None:
         for name in ("horizon", "num_basis", "policy_iterations", "restarts", "gp_iterations", "sparse_above",
                      "inducing"):
             check_positive_int(name, getattr(self, name))
+        check_positive_float("min_noise_var", self.min_noise_var, allow_zero=True)
         if self.controller not in ("rbf", "linear"):
             raise ValueError(f"controller: expected 'rbf' or 'linear', got {self.controller!r}")
 
@@ -380,13 +385,18 @@ class PILCOLearner:
     def _optimise(self, model: GPDynamics) -> float:
         """L-BFGS-B (scipy's) on J(θ) with autograd's exact gradient; returns the best J seen, θ set to where it was.
 
+        The controller's ``parameter_bounds`` (the RBF network's log length-scales) are L-BFGS-B's box.
+
         A J(θ) that is not finite (a step into a region where the moments break down) reads as a large cost with a
         zero gradient, so the line search backs off. scipy's line search rather than ``torch.optim.LBFGS``'s: on
         J's sharply curved valleys (descent for steps of 1e-3 along −∇J, ascent from 1e-2 on) torch's strong-Wolfe
         search returned to its start at every iteration, while scipy's kept descending.
         """
-        params = [p for p in self.controller.parameters() if p.requires_grad]
+        named = [(name, p) for name, p in self.controller.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
         sizes = [p.numel() for p in params]
+        limits = self.controller.parameter_bounds() if hasattr(self.controller, "parameter_bounds") else {}
+        bounds = [limits.get(name, (None, None)) for name, p in named for _ in range(p.numel())]
         bar = tqdm(total=self.config.policy_iterations, desc="PILCO policy", unit="it", leave=False,
                    disable=not self.progress)
         best = {"J": math.inf, "theta": None}
@@ -416,8 +426,10 @@ class PILCOLearner:
             bar.update(1)
             bar.set_postfix(J=f"{best['J']:.3f}")
 
+        if hasattr(self.controller, "project_"):
+            self.controller.project_()  # a θ from an older checkpoint may lie outside the bounds
         theta0 = torch.cat([p.detach().reshape(-1) for p in params]).cpu().double().numpy()
-        minimize(objective_and_gradient, theta0, jac=True, method="L-BFGS-B", callback=iteration,
+        minimize(objective_and_gradient, theta0, jac=True, method="L-BFGS-B", callback=iteration, bounds=bounds,
                  options={"maxiter": self.config.policy_iterations})
         bar.close()
         set_theta(best["theta"] if best["theta"] is not None else theta0)
@@ -498,12 +510,19 @@ def make_pilco(env: gym.Env, env_id: str, config: PILCOConfig, *, device="cpu", 
         controller = RBFController(obs_dim, act_dim, bound, num_basis=config.num_basis)
     else:
         controller = LinearController(obs_dim, act_dim, bound)
-    # θ's starting point: centres spread over the start distribution's observations (PILCO's initialisation)
+    # θ's starting point (PILCO's): centres spread over the start distribution's observations, pseudo-targets
+    # ~ N(0, 0.1²), length-scales 1, and 0.7 on the (cos θ, sin θ) entries
     start_obs = _start_obs_moments(task)
-    controller.initialise(start_obs[0], start_obs[1], generator)
+    if config.controller == "rbf":
+        lengthscale = torch.ones(obs_dim, dtype=torch.float64)
+        for cos_index in task.angles:
+            lengthscale[cos_index:cos_index + 2] = 0.7
+        controller.initialise(start_obs[0], start_obs[1], generator, lengthscale=lengthscale)
+    else:
+        controller.initialise(start_obs[0], start_obs[1], generator)
     controller.to(resolve_device(device))
     model = GPDynamics(obs_dim, act_dim, angles=task.angles, sparse_above=config.sparse_above,
-                       inducing=config.inducing, device=device)
+                       inducing=config.inducing, min_noise_var=config.min_noise_var, device=device)
     learner = PILCOLearner(controller, task, config, device=device, seed=seed)
     return DynaAgent(learner, model, fit_kwargs={"iterations": config.gp_iterations}, device=device, seed=seed)
 

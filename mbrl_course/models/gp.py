@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from mbrl_course._checks import (
     as_tensor,
     check_choice,
+    check_positive_float,
     check_positive_int,
     check_shape,
     resolve_device,
@@ -264,17 +265,23 @@ class GaussianProcess(nn.Module):
             evaluation and O(E² n² D) per moment-matching step make the exact GP slow beyond a few
             hundred points).
         inducing: M, the number of inducing inputs of FITC (at most n).
+        min_noise_var: σ²_min, a floor under every noise variance, σ_a² = max(σ²_raw, σ²_min) (0: none). Data
+            from a deterministic simulator drive σ_a² to ~1e-6 α_a² and (K + σ² I)⁻¹ to ~1e8, where sums over it
+            lose 1e-4 of their value (measured on PILCO's cart-pole); a floor at the level of a real sensor's
+            noise keeps the predictions and their gradients accurate.
         dtype, device: of the hyperparameters, the data and every computation (float64: moment matching
             and the Cholesky factorisations need it).
     """
 
     def __init__(self, input_dim: int, output_dim: int, *, sparse_above: int = 300, inducing: int = 200,
-                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> None:
+                 min_noise_var: float = 0.0, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.input_dim = check_positive_int("input_dim", input_dim)
         self.output_dim = check_positive_int("output_dim", output_dim)
         self.sparse_above = check_positive_int("sparse_above", sparse_above)
         self.inducing = check_positive_int("inducing", inducing)
+        self.min_noise_var = check_positive_float("min_noise_var", min_noise_var, allow_zero=True)
         if not dtype.is_floating_point:
             raise TypeError(f"dtype: expected a floating dtype, got {dtype}")
         device = resolve_device(device)
@@ -312,8 +319,8 @@ class GaussianProcess(nn.Module):
 
     @property
     def noise_var(self) -> torch.Tensor:
-        """σ²: (E,)."""
-        return FLOOR + nn.functional.softplus(self.raw_noise_var)
+        """σ² = max(FLOOR + softplus(raw), ``min_noise_var``): (E,)."""
+        return (FLOOR + nn.functional.softplus(self.raw_noise_var)).clamp_min(self.min_noise_var)
 
     @property
     def sparse(self) -> bool:
@@ -723,7 +730,7 @@ class GPDynamics(nn.Module):
     Args:
         obs_dim: O. act_dim: A.
         angles: the observation indices of the cos entries of (cos θ, sin θ) pairs (CartPoleSwingUp: (2,)).
-        sparse_above, inducing: of the :class:`GaussianProcess`.
+        sparse_above, inducing, min_noise_var: of the :class:`GaussianProcess`.
         iterations: L-BFGS iterations of :meth:`fit` (an option of ``fit`` overrides it).
         device, dtype: of the GP.
     """
@@ -731,8 +738,8 @@ class GPDynamics(nn.Module):
     predict_reward = False  # the reward comes from the env's reward function (PILCO: the saturating cost)
 
     def __init__(self, obs_dim: int, act_dim: int, *, angles: Sequence[int] = (), sparse_above: int = 300,
-                 inducing: int = 200, iterations: int = 100, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float64) -> None:
+                 inducing: int = 200, min_noise_var: float = 0.0, iterations: int = 100,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         self.obs_dim = check_positive_int("obs_dim", obs_dim)
         self.act_dim = check_positive_int("act_dim", act_dim)
@@ -741,7 +748,7 @@ class GPDynamics(nn.Module):
         self.state_dim = self.obs_dim - len(self.angles)
         self.iterations = check_positive_int("iterations", iterations)
         self.gp = GaussianProcess(self.obs_dim + self.act_dim, self.state_dim, sparse_above=sparse_above,
-                                  inducing=inducing, dtype=dtype, device=device)
+                                  inducing=inducing, min_noise_var=min_noise_var, dtype=dtype, device=device)
 
     @property
     def device(self) -> torch.device:

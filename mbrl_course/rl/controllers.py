@@ -6,10 +6,10 @@ respect to θ. Its policies are therefore built from maps whose moments are exac
 
     u = π_θ(x) = u_max ⊙ sin(ũ(x))                                           (the squashing gSin)
     LinearController:  ũ(x) = W x + b
-    RBFController:     ũ_a(x) = Σ_i w_ai exp(−½ (x − c_i)ᵀ Λ_a⁻¹ (x − c_i)),   Λ_a = diag(ℓ_a²)
+    RBFController:     ũ_a(x) = Σ_i β_ai exp(−½ (x − c_i)ᵀ Λ_a⁻¹ (x − c_i)),   Λ_a = diag(ℓ_a²)
 
 The RBF network is the mean of a GP with unit signal variance whose "training inputs" are the
-centres c_i and whose β are the weights w_a, so its moments at a Gaussian input are
+centres c_i with pseudo-targets y_a, β_a = (K_a + σ_π² I)⁻¹ y_a, so its moments at a Gaussian input are
 :func:`~mbrl_course.models.moment_matching.gp_moments_at_gaussian_input` (no kernel inverse: a
 deterministic function), chained with :func:`~mbrl_course.models.moment_matching.sin_squash` by
 :func:`~mbrl_course.models.moment_matching.compose`. For the linear controller ũ is Gaussian and the
@@ -21,7 +21,7 @@ exactly. Both controllers are float64 ``nn.Module`` s:
 - ``moments(mean, cov)``: :class:`~mbrl_course.models.moment_matching.PredictionMoments` of u for
   x ~ N(mean, cov), with Cov[x, u] and the input gain, differentiable w.r.t. everything;
 - ``initialise(mean, std, generator)``: PILCO's reproducible start (centres drawn from the start-state
-  distribution, small random weights).
+  distribution, small random pseudo-targets).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ from mbrl_course.models.moment_matching import (
 )
 
 DTYPE = torch.float64
+LOG_LENGTHSCALE_BOUNDS = (-5.0, 5.0)
+"""log ℓ of the RBF controller is kept in [−5, 5] (ℓ ∈ [0.0067, 148]): left free, PILCO's optimisation drove
+some length-scales to 1e14–1e53 (the policy "ignores" that input), where (Σ + Λ)⁻¹ loses every digit of Σ and
+the gradient of J(θ) points uphill (measured on the cart-pole: the directional derivative along −∇J was +0.23)."""
 
 
 class SquashedController(nn.Module):
@@ -70,6 +74,16 @@ class SquashedController(nn.Module):
     def preactivation(self, obs: torch.Tensor) -> torch.Tensor:
         """ũ(x): (..., O) → (..., A)."""
         raise NotImplementedError
+
+    def parameter_bounds(self) -> dict[str, tuple[float, float]]:
+        """Box constraints of parameters, by name (those not named are free): for L-BFGS-B and :meth:`project_`."""
+        return {}
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Clamp every bounded parameter into its box (after a step of an unconstrained optimiser such as Adam)."""
+        for name, (low, high) in self.parameter_bounds().items():
+            self.get_parameter(name).clamp_(low, high)
 
     def preactivation_moments(self, mean: torch.Tensor, cov: torch.Tensor) -> PredictionMoments:
         """Moments of ũ(x) for x ~ N(mean, cov)."""
@@ -144,22 +158,35 @@ class LinearController(SquashedController):
 
 
 class RBFController(SquashedController):
-    """u = u_max ⊙ sin(ũ), ũ_a(x) = Σ_i w_ai exp(−½ (x − c_i)ᵀ Λ_a⁻¹ (x − c_i)): PILCO's RBF-network policy.
+    """u = u_max ⊙ sin(ũ), ũ_a(x) = Σ_i β_ai exp(−½ (x − c_i)ᵀ Λ_a⁻¹ (x − c_i)): PILCO's RBF-network policy.
 
-    Parameters: ``centres`` c (N, O), ``weights`` w (A, N), ``log_lengthscales`` log ℓ (A, O),
-    Λ_a = diag(ℓ_a²). ũ is the mean of a GP with signal variance 1, training inputs c and β = w, so
-    its moments are :func:`~mbrl_course.models.moment_matching.gp_moments_at_gaussian_input`
+    ũ_a is the posterior mean of a GP (signal variance 1, noise variance σ_π² = ``NOISE_VAR``) trained on a
+    pseudo data set: inputs c_i, targets y_ai. So β_a = (K_a + σ_π² I)⁻¹ y_a with K_a = k_a(c, c), and
+    ũ_a(c_i) ≈ y_ai. Parameters: ``centres`` c (N, O), ``targets`` y (A, N), ``log_lengthscales`` log ℓ
+    (A, O) (bounded, see ``LOG_LENGTHSCALE_BOUNDS``), Λ_a = diag(ℓ_a²). Its moments at a Gaussian input are
+    :func:`~mbrl_course.models.moment_matching.gp_moments_at_gaussian_input` with β
     (``kernel_inverse=None``, ``signal_var=1``).
+
+    PILCO's parameterisation, not the plainer one with β itself as the parameter: the two describe the same
+    functions, but (c, y) is far better conditioned for the optimiser (y moves the action at a centre, β moves
+    it everywhere at once), and from PILCO's start (centres within σ₀ of each other, y ~ N(0, 0.1²)) the
+    interpolating policy already varies sharply near the start state, so the action's predicted distribution
+    is wide and J(θ) has a slope from the first trial on. Measured on the cart-pole swing-up (default tier,
+    seeds 0 and 1): with β as the parameter PILCO did not solve the task within 10 trials; with (c, y) it
+    solved it at trials 4 and 5 (``benchmarks/RESULTS.md``).
 
     Args:
         num_basis: N, the number of basis functions (PILCO's cart-pole: 50).
     """
 
+    NOISE_VAR = 0.01**2
+    """σ_π², the pseudo data's noise variance (PILCO's: a noise std of 0.01 against a signal std of 1)."""
+
     def __init__(self, obs_dim: int, act_dim: int, action_bound, num_basis: int = 50) -> None:
         super().__init__(obs_dim, act_dim, action_bound)
         self.num_basis = check_positive_int("num_basis", num_basis)
         self.centres = nn.Parameter(torch.zeros(self.num_basis, self.obs_dim, dtype=DTYPE))
-        self.weights = nn.Parameter(torch.zeros(self.act_dim, self.num_basis, dtype=DTYPE))
+        self.targets = nn.Parameter(torch.zeros(self.act_dim, self.num_basis, dtype=DTYPE))
         self.log_lengthscales = nn.Parameter(torch.zeros(self.act_dim, self.obs_dim, dtype=DTYPE))
         self.initialise(torch.zeros(self.obs_dim), torch.ones(self.obs_dim), torch.Generator().manual_seed(0))
 
@@ -168,13 +195,25 @@ class RBFController(SquashedController):
         """ℓ = exp(log ℓ), (A, O): positive whatever the optimiser does."""
         return self.log_lengthscales.exp()
 
+    @property
+    def weights(self) -> torch.Tensor:
+        """β_a = (K_a + σ_π² I)⁻¹ y_a, (A, N), by Cholesky (σ_π² I bounds the condition number by 1 + N/σ_π²)."""
+        gram = se_kernel(self.centres, self.centres, self.lengthscales, self._unit_signal())  # (A, N, N)
+        eye = torch.eye(self.num_basis, dtype=gram.dtype, device=gram.device)
+        chol = torch.linalg.cholesky(gram + self.NOISE_VAR * eye)
+        return torch.cholesky_solve(self.targets[..., None], chol)[..., 0]
+
+    def parameter_bounds(self) -> dict[str, tuple[float, float]]:
+        """log ℓ ∈ ``LOG_LENGTHSCALE_BOUNDS``: a length-scale of 148 already makes the basis flat along an input."""
+        return {"log_lengthscales": LOG_LENGTHSCALE_BOUNDS}
+
     def _unit_signal(self) -> torch.Tensor:
-        return torch.ones(self.act_dim, dtype=self.weights.dtype, device=self.weights.device)
+        return torch.ones(self.act_dim, dtype=self.centres.dtype, device=self.centres.device)
 
     def preactivation(self, obs: torch.Tensor) -> torch.Tensor:
         flat = obs.reshape(-1, self.obs_dim)
         basis = se_kernel(flat, self.centres, self.lengthscales, self._unit_signal())  # (A, n, N)
-        out = (basis * self.weights[:, None, :]).sum(-1)  # Σ_i w_ai k_a(x, c_i): (A, n)
+        out = (basis * self.weights[:, None, :]).sum(-1)  # Σ_i β_ai k_a(x, c_i): (A, n)
         return out.T.reshape(*obs.shape[:-1], self.act_dim)
 
     def preactivation_moments(self, mean: torch.Tensor, cov: torch.Tensor) -> PredictionMoments:
@@ -183,15 +222,26 @@ class RBFController(SquashedController):
 
     @torch.no_grad()
     def initialise(self, mean, std, generator: torch.Generator, weight_scale: float = 0.1,
-                   lengthscale: float = 1.0) -> None:
-        """PILCO's start: c_i ~ N(μ₀, diag(σ₀²)), w_ai ~ N(0, weight_scale²), ℓ = lengthscale everywhere.
+                   lengthscale=1.0) -> None:
+        """PILCO's start: c_i ~ N(μ₀, diag(σ₀²)), y_ai ~ N(0, weight_scale²), ℓ_a = ``lengthscale``.
 
-        Args: mean: μ₀ (O,), std: σ₀ (O,) of the start observation; generator: the only randomness.
+        Args:
+            mean: μ₀ (O,), std: σ₀ (O,) of the start observation; generator: the only randomness.
+            weight_scale: the pseudo-targets' standard deviation (PILCO's 0.1: actions near 0 at the centres).
+            lengthscale: a number (every input) or (O,) (PILCO's cart-pole: 1, except 0.7 on cos θ, sin θ),
+                within ``LOG_LENGTHSCALE_BOUNDS``.
         """
         mean, std = self._start(mean, std)
         scale = check_positive_float("weight_scale", weight_scale)
-        ell = check_positive_float("lengthscale", lengthscale)
+        ell = as_tensor("lengthscale", lengthscale, dtype=DTYPE)
+        if ell.ndim == 0:
+            ell = ell.expand(self.obs_dim)
+        check_shape("lengthscale", ell, (self.obs_dim,))
+        low, high = (math.exp(b) for b in LOG_LENGTHSCALE_BOUNDS)
+        if not bool(((ell >= low) & (ell <= high)).all()):
+            raise ValueError(f"lengthscale: expected numbers in [{low:.3g}, {high:.3g}] (LOG_LENGTHSCALE_BOUNDS), "
+                             f"got {ell.tolist()}")
         noise = torch.randn(self.num_basis, self.obs_dim, generator=generator, dtype=DTYPE)
         self.centres.copy_(mean + std * noise)
-        self.weights.copy_(scale * torch.randn(self.act_dim, self.num_basis, generator=generator, dtype=DTYPE))
-        self.log_lengthscales.fill_(math.log(ell))
+        self.targets.copy_(scale * torch.randn(self.act_dim, self.num_basis, generator=generator, dtype=DTYPE))
+        self.log_lengthscales.copy_(ell.log().expand_as(self.log_lengthscales))
