@@ -9,6 +9,7 @@ tip's distance d, so "d < 0.1 m" is "r > exp(−0.08)", read from D_real.
     .venv/bin/python benchmarks/pilco_cartpole.py [--algos pilco deep-pilco pets] [--seeds 0 1 2]
         [--trials 10] [--tier full] [--out benchmarks/out/pilco_cartpole] [--threads N]
         [--set pilco:policy_iterations=50 ...]
+    .venv/bin/python benchmarks/pilco_cartpole.py --merge RUN1/results.json RUN2/results.json --out DIR
 
 Prints one row per run (first solved trial, wall time) and writes ``cost_per_trial.png`` (mean cost
 1 − r per trial, one line per seed, one panel per algorithm) and ``results.json`` under ``--out``.
@@ -56,7 +57,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--set", action="append", default=[], metavar="ALGO:KEY=VALUE",
                         help="a config setting of one algorithm, e.g. pilco:policy_iterations=50; repeatable")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
+                        help="train nothing: draw one figure (and table) from the results.json of runs made side by "
+                             "side, into --out")
     args = parser.parse_args()
+    if args.merge:
+        results = [row for path in args.merge for row in json.loads(path.read_text())]
+        for r in results:
+            print(f"{r['algo']:>10} seed {r['seed']}: solved at trial {r['solved_at'] or '-'} (of {len(r['cost'])}), "
+                  f"wall {r['wall_s']:.0f} s")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        plot(results, args.out / "cost_per_trial.png")
+        print(f"figure: {args.out / 'cost_per_trial.png'}")
+        return
     overrides: dict[str, dict[str, str]] = {}
     for item in args.set:
         algo, _, setting = item.partition(":")
