@@ -8,6 +8,7 @@ skipped with a reason, the audit hook and the limits are always there.
 from __future__ import annotations
 
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -262,6 +263,19 @@ def test_the_kernel_refuses_what_the_audit_hook_does_not_see(box):
 @pytest.mark.skipif(not LAYERS["namespaces"], reason="no unprivileged user namespaces here")
 def test_there_is_no_network_interface_inside(box):
     assert any("network" in layer for layer in box.layers)
+
+
+def test_an_endless_cell_is_interrupted_even_when_the_grader_ignores_sigint(tmp_path):
+    # a grader run as `nohup ... &` ignores SIGINT, and its children inherit that; the kernel must not
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        limits = sandbox.Limits(cell_seconds=2, wall_seconds=120)
+        with Sandbox(tmp_path, limits, [], REPO) as session:
+            text, reply = session.exec_cell("while True:\n    pass", "cell loop")
+            assert reply["error"]["kind"] == "interrupted"
+            assert session.exec_cell("print(1 + 1)", "cell next")[0] == "2\n"
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_student_that_ignores_interrupts_is_stopped_and_later_cells_are_not_run(tmp_path):

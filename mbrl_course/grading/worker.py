@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 
 from mbrl_course.grading import sandbox
@@ -124,6 +125,10 @@ def _figures(outputs: list) -> None:
 
 
 def main() -> int:
+    # An interrupt must raise KeyboardInterrupt in the student's cell. A grader started in the background
+    # (`nohup ... &`, a non-interactive shell's job) hands its children SIGINT *ignored*, and Python then never
+    # installs its handler: an endless cell would be killed, costing the student every later cell.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = json.loads(os.environ.pop("MBRL_SANDBOX"))
     read_fd, write_fd = cfg["fds"]
     layers = _enter(cfg)
