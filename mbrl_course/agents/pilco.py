@@ -35,6 +35,12 @@ So ``Rollout.returns()`` is H − J(θ), and M rows are M start distributions at
 **Cost.** The saturating cost c(x) = 1 − exp(−½ (x − x*)ᵀ W (x − x*)) on the observation: for the cart-pole
 W = Tᵀ T / σ_c² with T x = the pole tip (x + l sin θ, l cos θ), x* = (0, 0, 1, 0, 0) (the tip upright above the
 origin), σ_c = 0.25 m, so 1 − c is the env's own reward exactly. :data:`TASKS` holds it per env.
+
+**What the swing-up needs** (each measured in ``benchmarks/RESULTS.md``, where PILCO solves it at trials 4–7):
+the RBF policy in PILCO's own parameterisation, the GP mean of pseudo data (c, y), started from c near p(x_1)
+and y ~ N(0, 0.1²) (:class:`~mbrl_course.rl.controllers.RBFController`); its length-scales boxed, because
+length-scales that run away to 1e50 make ∇J wrong; and a floor under the GP's noise
+(``PILCOConfig.min_noise_var``), without which a noise-free simulator makes J rough at the 1e-4 level.
 """
 
 from __future__ import annotations
