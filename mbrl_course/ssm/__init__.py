@@ -1,0 +1,108 @@
+"""Variational state-space models: the slides' "Variational State-Space Model Inference" as code.
+
+When the filtering recursion of :mod:`mbrl_course.filters` is no longer tractable, approximate the posterior
+over the latent states s_{0:T} given the observations Y_{1:T} by q(s_{0:T} | Y_{1:T}, ψ) and fit ψ (and the
+model's θ) by maximising the ELBO. Slide -> code:
+
+- the model p(s_0), p(s_t | s_{t-1}, θ), p(y_t | s_t): :class:`GenerativeModel` (:class:`InitialState`,
+  :class:`GaussianTransition` with a linear or MLP mean and optional actions u_t, :class:`GaussianEmission`,
+  :class:`BernoulliEmission` for binary images; :func:`make_generative_model`;
+  :meth:`GenerativeModel.from_linear_gaussian` plugs in a :class:`~mbrl_course.filters.LinearGaussianSSM`)
+- q(s_{0:T} | Y_{1:T}, ψ) = Π_t q(s_t | s_{0:t-1}, Y_{1:T}, ψ), reparameterised ancestral sampling
+  ε̃_t ~ p(ε), s̃_t = g_ψ(s̃_{0:t-1}, Y_{1:T}, ε̃_t): :meth:`Posterior.sample` -> :class:`PosteriorSample`
+- "temporal auto-regressive" q(s_t | s_{0:t-1}, Y_{1:T}, ψ): :class:`AutoregressivePosterior`
+- "Alternative 1: Mean-field" q(s_t | Y_{1:T}, ψ): :class:`MeanFieldPosterior`
+- "Alternative 2: Markovian" q(s_t | s_{t-1}, Y_{1:T}, ψ) (DKS/DMM combiner): :class:`MarkovianPosterior`
+- the true posterior p(s_t | s_{t-1}, Y_{1:T}) of a linear-Gaussian model, from the RTS smoother:
+  :class:`ExactLinearGaussianPosterior` (with it, the ELBO equals log p(Y_{1:T}): the oracle)
+- L(λ) = Σ_t E_q[log p(y_t | s_t) - log q(s_t | s_{0:t-1}, ψ, Y_{1:T}) / p(s_t | s_{t-1}, θ)], λ = {ψ, θ}:
+  :func:`estimate_elbo` (``kl="analytic"`` or ``"mc"``; per-step terms in :class:`ELBOResult`)
+- p(y_{T+k} | Y_{1:T}) by sampling q up to T and p(s_t | s_{t-1}, θ_*) after: :func:`k_step_prediction`
+- maximising L(λ) with Adam: :func:`train_vssm` with :class:`TrainConfig`
+- "Recurrent SSMs i) Global random function modulation", f ~ GP: :class:`PRSSM` (Doerr et al., 2018; sparse GP
+  transition, whole latent trajectories sampled through it); the slide's alternative, a deterministic f_θ with
+  random parameters θ ~ q(θ), one θ per trajectory: :class:`RandomParameterSSM`; both trained by
+  :func:`train_trajectory_model`, simulated free-running by :meth:`TrajectoryModel.simulate`, scored by
+  :func:`free_run_scores`
+- a system-identification task simulated here (no downloads), cascaded tanks with an overflow:
+  :func:`make_two_tank_data`, and its linear-Gaussian baseline fitted by maximum likelihood,
+  :func:`fit_linear_baseline`, :func:`linear_free_run`
+
+Shapes: observations ``(B, T, dy)``, a ``mask (B, T)`` bool for padded or missing steps, controls
+``(B, T, du)``; samples ``(N, B, T+1, dx)`` for s_{0:T}. Everything runs on any device and in float64
+(``.double()`` the modules).
+"""
+
+from mbrl_course.ssm.elbo import ELBOResult, elbo_terms, estimate_elbo
+from mbrl_course.ssm.generative import (
+    BernoulliEmission,
+    GaussianEmission,
+    GaussianTransition,
+    GenerativeModel,
+    InitialState,
+    Sequences,
+    check_sequences,
+    make_generative_model,
+)
+from mbrl_course.ssm.posteriors import (
+    AutoregressivePosterior,
+    ExactLinearGaussianPosterior,
+    MarkovianPosterior,
+    MeanFieldPosterior,
+    Posterior,
+    PosteriorSample,
+    SequenceEncoder,
+    make_posterior,
+)
+from mbrl_course.ssm.predict import PredictionSamples, k_step_prediction
+from mbrl_course.ssm.prssm import (
+    PRSSM,
+    SimulationResult,
+    TrajectoryModel,
+    TrajectoryTrainConfig,
+    TrajectoryTrainResult,
+    free_run_scores,
+    train_trajectory_model,
+)
+from mbrl_course.ssm.random_params import RandomParameterSSM
+from mbrl_course.ssm.systems import TwoTankData, fit_linear_baseline, linear_free_run, make_two_tank_data
+from mbrl_course.ssm.training import TrainConfig, TrainResult, train_vssm
+
+__all__ = [
+    "AutoregressivePosterior",
+    "BernoulliEmission",
+    "ELBOResult",
+    "ExactLinearGaussianPosterior",
+    "GaussianEmission",
+    "GaussianTransition",
+    "GenerativeModel",
+    "InitialState",
+    "MarkovianPosterior",
+    "MeanFieldPosterior",
+    "PRSSM",
+    "Posterior",
+    "PosteriorSample",
+    "PredictionSamples",
+    "RandomParameterSSM",
+    "SequenceEncoder",
+    "Sequences",
+    "SimulationResult",
+    "TrainConfig",
+    "TrainResult",
+    "TrajectoryModel",
+    "TrajectoryTrainConfig",
+    "TrajectoryTrainResult",
+    "TwoTankData",
+    "check_sequences",
+    "elbo_terms",
+    "estimate_elbo",
+    "fit_linear_baseline",
+    "free_run_scores",
+    "k_step_prediction",
+    "linear_free_run",
+    "make_two_tank_data",
+    "make_generative_model",
+    "make_posterior",
+    "train_trajectory_model",
+    "train_vssm",
+]
