@@ -68,6 +68,9 @@ c.SandboxedExecute.reference_modules = {
     "03-ensembles-pets": ["mbrl_course.models", "mbrl_course.data", "mbrl_course.agents", "mbrl_course.runs"],
     "04-moment-matching": ["mbrl_course.models.moment_matching", "mbrl_course.models.gp", "mbrl_course.rl.controllers",
                            "mbrl_course.agents"],
+    # Assignment 5 uses the Kalman filter and the RTS smoother (mbrl_course.filters) as its oracle, in the
+    # notebook too: only the package's VSSM code is the reference here.
+    "05-vssm-elbo": ["mbrl_course.ssm"],
 }
 # Modules the student's process imports before the audit hook (which refuses ctypes and
 # subprocesses): for an assignment whose notebook makes MuJoCo environments, list

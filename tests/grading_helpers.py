@@ -169,3 +169,112 @@ def solution_namespace(source: Path, edits=(), extra_cells: tuple[str, ...] = ("
         if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") in extra_cells):
             exec(compile(cell.source, f"<{meta['grade_id']}>", "exec"), namespace)  # noqa: S102
     return namespace
+
+
+def reference_phrase(package: str) -> str:
+    """What a student who calls ``package`` (or a module inside it) reads: the check's message in a notebook, the
+    sandbox's when grading."""
+    name = re.escape(package)
+    return rf"reference implementation in {name}|importing {name}[\w.]* \(the reference implementation"
+
+
+def share_submissions(bugs: dict) -> dict[str, list[str]]:
+    """Student name -> the bugs of a bug table (name -> (edits, losing cells, ...)) it carries: bugs whose losing
+    cells do not overlap share a submission, to keep an autograde run short."""
+    groups: list[tuple[list[str], set[str]]] = []
+    for bug, (_, losing, *_) in bugs.items():
+        for names, cells in groups:
+            if not cells & losing:
+                names.append(bug)
+                cells |= losing
+                break
+        else:
+            groups.append(([bug], set(losing)))
+    return {f"wrong_{index}": names for index, (names, _) in enumerate(groups)}
+
+
+# ------------------------------------------------------------------------------ one assignment's grading, end to end
+def autograde_class(course: Path, assignment: str, notebook: str, source: Path, alternative, bugs: dict,
+                    students: dict[str, list[str]], timeout: int):
+    """Release ``assignment`` in ``course`` (a fresh copy), submit the reference solution, the untouched release, an
+    alternative correct solution (``alternative``: edits) and one submission per entry of ``students`` (the edits of
+    its bugs, rows of ``bugs``), autograde them all; return ``SimpleNamespace(course, results)`` by student."""
+    from types import SimpleNamespace
+
+    from mbrl_course.grading import pipeline
+
+    pipeline.release(course, assignment)
+    release_nb = nbformat.read(course / "assignments" / assignment / notebook, as_version=4)
+    solution = pipeline.fill_release(release_nb, nbformat.read(source, as_version=4))
+    submissions = {"reference_solution": solution, "untouched_release": release_nb,
+                   "another_correct_solution": apply_edits(solution, alternative)}
+    submissions.update({student: apply_edits(solution, [edit for bug in names for edit in bugs[bug][0]])
+                        for student, names in students.items()})
+    for student, nb in submissions.items():
+        pipeline.submit(course, student, assignment, {notebook: nb})
+    results = pipeline.autograde(course, assignment, timeout=timeout)
+    return SimpleNamespace(course=course, results={r.student: r for r in results})
+
+
+def graded_outputs(course: Path, student: str, assignment: str, notebook: str) -> dict[str, str]:
+    """grade_id -> the printed text of that cell in ``student``'s autograded notebook."""
+    nb = nbformat.read(course / "autograded" / student / assignment / notebook, as_version=4)
+    return {nbgrader_id(c): "".join(o.get("text", "") for o in c.get("outputs", []))
+            for c in nb.cells if c.cell_type == "code"}
+
+
+def expect_release_names_no_hidden_check(hidden_module: ModuleType, release: Path, source: Path) -> None:
+    """The hidden checks are not installed, and the release holds no secret line and names none of them."""
+    assert not (REPO / "mbrl_course" / "grading" / "hidden_checks").exists()
+    assert Path(hidden_module.__file__).is_file()
+    assert secret_lines_in(release, source) == []
+    text = release.read_text()
+    for name in hidden_only_names(hidden_module) | {"hidden_checks"}:
+        assert not re.search(rf"\b{name}\b", text), f"the release names the hidden {name!r}"
+
+
+def expect_no_hidden_name_in_the_grading_package(hidden_file: Path) -> None:
+    """No module of the installed grading package defines a public name of ``hidden_file`` (the export refuses it)."""
+    from mbrl_course.grading import export
+
+    hidden_names = export._top_level_names(hidden_file.read_text())
+    for path in sorted((REPO / "mbrl_course" / "grading").glob("*.py")):
+        assert not export._top_level_names(path.read_text()) & hidden_names, path
+
+
+def sandbox_cells_importing(source: Path, is_forbidden, folder: Path) -> dict[str, list[str]]:
+    """Cells of ``source`` that run in the student's sandbox (all code cells but the test cells, as IPython
+    runs them) -> the forbidden modules (``is_forbidden(name)``) they import; empty: none does."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    found = {}
+    for index, cell in enumerate(nbformat.read(source, as_version=4).cells):
+        if cell.cell_type != "code" or cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            continue  # test cells run in the grader (their hidden regions load the instructor's checks)
+        path = folder / f"cell_{index}.py"
+        path.write_text(TransformerManager().transform_cell(cell.source))
+        bad = sorted(m for m in imports_in_source(path) if is_forbidden(m))
+        if bad:
+            found[nbgrader_id(cell) or cell.get("id")] = bad
+    return found
+
+
+def expect_graded_cells_convention(source: Path, graded_cells: dict[str, float], hidden_name: str,
+                                   visible_module: str) -> None:
+    """Every graded cell declares its points, ends with report.score(), is locked, hides tests that load
+    ``hidden_checks(hidden_name)`` with a vetoed independence check, gives its visible checks (calls of
+    ``visible_module``) at least half of the weight and at most 60 %."""
+    nb = nbformat.read(source, as_version=4)
+    cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert {c.metadata.nbgrader.grade_id: c.metadata.nbgrader.points for c in cells} == graded_cells
+    for cell in cells:
+        name = cell.metadata.nbgrader.grade_id
+        assert f"points={cell.metadata.nbgrader.points})" in cell.source
+        visible, hidden_part = cell.source.split(HIDDEN_MARKER)
+        assert cell.source.rstrip().endswith("report.score()") and cell.metadata.nbgrader.locked
+        assert f'hidden_checks("{hidden_name}")' in hidden_part and "check_no_reference_calls" in hidden_part
+        assert "veto=True" in hidden_part and "hidden." not in visible
+        visible_weight, hidden_weight = part_weights(cell.source)
+        assert visible_weight >= hidden_weight > 0, f"{name}: visible {visible_weight}, hidden {hidden_weight}"
+        assert visible_weight / (visible_weight + hidden_weight) <= 0.6, name
+        assert visible_calls(cell.source, visible_module), name
