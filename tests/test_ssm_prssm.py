@@ -7,6 +7,7 @@ a hand rollout with the sampled weights, and a linear-Gaussian SSM fitted by max
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -248,6 +249,27 @@ def test_training_steps_follow_the_budget_tier(monkeypatch):
     result = train_trajectory_model(model, torch.rand(2, 12, 1), torch.rand(2, 12, 1),
                                     TrajectoryTrainConfig(batch_size=2, num_samples=1, progress=False))
     assert result.elbos.shape == (50,) and torch.isfinite(result.elbos).all()
+
+
+def test_training_checkpoint_resume_gives_the_same_run(tmp_path):
+    """5 steps, a checkpoint, then resumed to 10 = 10 steps straight: same ELBO trace, same parameters."""
+    u, y = torch.rand(2, 12, 1, dtype=F64), torch.rand(2, 12, 1, dtype=F64)
+    config = TrajectoryTrainConfig(batch_size=2, num_samples=1, progress=False, checkpoint_every=3)
+
+    def fresh():
+        torch.manual_seed(0)
+        return PRSSM(state_dim=2, recognition_steps=3, num_inducing=4).double()
+
+    straight = train_trajectory_model(fresh(), u, y, dataclasses.replace(config, num_steps=10))
+    path = tmp_path / "prssm.pt"
+    train_trajectory_model(fresh(), u, y, dataclasses.replace(config, num_steps=5), checkpoint_path=path)
+    resumed_model = fresh()
+    resumed = train_trajectory_model(resumed_model, u, y, dataclasses.replace(config, num_steps=10),
+                                     checkpoint_path=path)
+    assert resumed.resumed_from == 5 and torch.load(path, weights_only=False)["step"] == 10
+    torch.testing.assert_close(resumed.elbos, straight.elbos, rtol=0, atol=1e-10)
+    for (name, a), b in zip(resumed_model.state_dict().items(), straight.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=name)
 
 
 def test_free_run_scores_on_a_calibrated_forecast():

@@ -45,7 +45,9 @@ alternative (a deterministic f_θ with random weights θ).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -53,6 +55,7 @@ from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_finite, check_positive_float, check_positive_int
 from mbrl_course.budget import by_budget
+from mbrl_course.ssm.training import _save
 
 __all__ = [
     "ELBOTerms",
@@ -462,6 +465,8 @@ class TrajectoryTrainConfig:
     """seeds the windows and the reparameterisation noise"""
     progress: bool = True
     """show a tqdm progress bar"""
+    checkpoint_every: int = 100
+    """with a checkpoint path: write the checkpoint every this many steps (and at the end)"""
 
 
 @dataclass
@@ -472,16 +477,24 @@ class TrajectoryTrainResult:
     """the same model, trained"""
     elbos: torch.Tensor
     """ELBO per time step of each step's minibatch: (num_steps,)"""
+    resumed_from: int = 0
+    """the step the run continued from (0: a fresh run)"""
 
 
 def train_trajectory_model(model: TrajectoryModel, inputs: torch.Tensor, observations: torch.Tensor,
-                           config: TrajectoryTrainConfig | None = None) -> TrajectoryTrainResult:
+                           config: TrajectoryTrainConfig | None = None, *,
+                           checkpoint_path: str | os.PathLike | None = None,
+                           resume: bool = True) -> TrajectoryTrainResult:
     """Maximise the doubly stochastic ELBO over random windows of the training sequences.
 
     Each step draws ``batch_size`` windows of ``subsequence_length`` steps (sequence and start uniform),
     estimates :meth:`TrajectoryModel.elbo` with ``num_samples`` trajectories per window and
     dataset_size = (Σ sequence lengths) / window length, and takes an Adam step on −ELBO / T.
     ``inputs: (B, T, D_u)``, ``observations: (B, T, D_y)``.
+
+    ``checkpoint_path``: the model, Adam's state, the generator and the ELBO trace are written there every
+    ``config.checkpoint_every`` steps and at the end (atomically: a crash keeps the last one); with ``resume``
+    and the file there, the run continues from it up to ``num_steps`` in total, as if never interrupted.
     """
     cfg = config or TrajectoryTrainConfig()
     steps = check_positive_int("config.num_steps", cfg.num_steps if cfg.num_steps is not None
@@ -501,10 +514,25 @@ def train_trajectory_model(model: TrajectoryModel, inputs: torch.Tensor, observa
     gen = torch.Generator().manual_seed(cfg.seed)
     dataset_size = B * T / window
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    every = check_positive_int("config.checkpoint_every", cfg.checkpoint_every)
     offsets = torch.arange(window)
-    trace = []
-    bar = tqdm(range(steps), desc=type(model).__name__, disable=not cfg.progress)
-    for _ in bar:
+    trace: list[float] = []
+    first = 0
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if path is not None and resume and path.exists():
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        gen.set_state(ckpt["generator"])
+        trace, first = list(ckpt["elbos"]), int(ckpt["step"])
+
+    def checkpoint(step: int) -> None:
+        if path is not None:
+            _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
+                         "elbos": trace, "step": step, "config": asdict(cfg)})
+
+    bar = tqdm(range(first, steps), desc=type(model).__name__, disable=not cfg.progress, initial=first, total=steps)
+    for step in bar:
         seq = torch.randint(0, B, (batch,), generator=gen)
         start = torch.randint(0, T - window + 1, (batch,), generator=gen)
         idx = start[:, None] + offsets                                        # (batch, window)
@@ -518,10 +546,13 @@ def train_trajectory_model(model: TrajectoryModel, inputs: torch.Tensor, observa
         value = -float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError("train_trajectory_model: the ELBO became non-finite; lower "
-                                     "config.learning_rate")
+                                     f"config.learning_rate (the last checkpoint is at {path})")
         trace.append(value)
         bar.set_postfix(elbo_per_step=f"{value:.3f}")
-    return TrajectoryTrainResult(model=model, elbos=torch.tensor(trace))
+        if (step + 1) % every == 0:
+            checkpoint(step + 1)
+    checkpoint(steps)
+    return TrajectoryTrainResult(model=model, elbos=torch.tensor(trace), resumed_from=first)
 
 
 def free_run_scores(samples: torch.Tensor, targets: torch.Tensor, start: int = 0) -> dict[str, float]:
