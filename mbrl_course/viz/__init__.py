@@ -6,6 +6,8 @@
 - :mod:`~mbrl_course.viz.rollouts`   the loops' code side by side, k-step model predictions
 - :mod:`~mbrl_course.viz.filtering`  filtering posteriors, Kalman bands, noise sliders, likelihood surfaces
 - :mod:`~mbrl_course.viz.pilco`      GP regression, moment matching against Monte Carlo, PILCO's predictions per trial
+- :mod:`~mbrl_course.viz.ssm`        variational SSM posteriors against the exact smoother, ELBO gaps, prediction
+                                     fans with T/k sliders, free-run simulations (PR-SSM)
 
 Nothing in the core package imports this module; it may import anything.
 """
@@ -51,6 +53,16 @@ from mbrl_course.viz.rollouts import (
     plot_model_predictions,
     rollout_particles,
 )
+from mbrl_course.viz.ssm import (
+    PredictionFans,
+    compute_prediction_fans,
+    mean_field_gap_floor,
+    plot_elbo_gaps,
+    plot_free_run,
+    plot_posterior_families,
+    plot_prediction_fans,
+    prediction_explorer,
+)
 
 __all__ = [
     "animate_frames", "save_gif", "plot_learning_curve", "plot_learning_curves", "read_returns_csv",
@@ -61,4 +73,6 @@ __all__ = [
     "plot_k_step_prediction", "plot_kalman_filter", "plot_likelihood_surface", "plot_noise_settings",
     "PILCOTrial", "plot_cost_per_trial", "plot_gp_regression", "plot_moment_matching_1d", "plot_moment_matching_2d",
     "plot_particles_vs_moments", "plot_pilco_trials", "policy_particles", "record_trial", "sample_at_gaussian_input",
+    "PredictionFans", "compute_prediction_fans", "mean_field_gap_floor", "plot_elbo_gaps", "plot_free_run",
+    "plot_posterior_families", "plot_prediction_fans", "prediction_explorer",
 ]
