@@ -26,13 +26,15 @@ model's θ) by maximising the ELBO. Slide -> code:
   :func:`free_run_scores`
 - a system-identification task simulated here (no downloads), cascaded tanks with an overflow:
   :func:`make_two_tank_data`, and its linear-Gaussian baseline fitted by maximum likelihood,
-  :func:`fit_linear_baseline`, :func:`linear_free_run`
+  :func:`fit_linear_baseline`, :func:`linear_free_run`; a pendulum seen through a nonlinear sensor,
+  (sin φ, −cos φ) + noise, for learning θ: :func:`make_pendulum_data`
 
 Shapes: observations ``(B, T, dy)``, a ``mask (B, T)`` bool for padded or missing steps, controls
 ``(B, T, du)``; samples ``(N, B, T+1, dx)`` for s_{0:T}. Everything runs on any device and in float64
 (``.double()`` the modules).
 """
 
+from mbrl_course.ssm.datasets import PendulumData, make_pendulum_data
 from mbrl_course.ssm.elbo import ELBOResult, elbo_terms, estimate_elbo
 from mbrl_course.ssm.generative import (
     BernoulliEmission,
@@ -80,6 +82,7 @@ __all__ = [
     "MarkovianPosterior",
     "MeanFieldPosterior",
     "PRSSM",
+    "PendulumData",
     "Posterior",
     "PosteriorSample",
     "PredictionSamples",
@@ -102,6 +105,7 @@ __all__ = [
     "linear_free_run",
     "make_two_tank_data",
     "make_generative_model",
+    "make_pendulum_data",
     "make_posterior",
     "train_trajectory_model",
     "train_vssm",
