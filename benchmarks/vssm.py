@@ -168,8 +168,9 @@ def new_linear_model(state_dim: int, obs_dim: int, seed: int) -> LinearGaussianM
 # ------------------------------------------------------------------------ a. the ELBO gap
 
 
-def elbo_gap(tier: Tier, out: Path) -> dict:
-    """Gap per time step (log p(Y) − ELBO) / T vs Adam steps of ψ, θ at the truth, for each family."""
+def elbo_gap(tier: Tier, out: Path, covariance: str = "diag") -> dict:
+    """Gap per time step (log p(Y) − ELBO) / T vs Adam steps of ψ, θ at the truth, for each family
+    (``covariance``: the posteriors' "diag" or "full" Gaussians)."""
     ssm = linear_gaussian_truth()
     B, T = tier.gap_sequences, tier.gap_length
     _, Y = ssm.sample(T, B, generator=torch.Generator().manual_seed(0))
@@ -193,7 +194,7 @@ def elbo_gap(tier: Tier, out: Path) -> dict:
     for family in FAMILIES:
         torch.manual_seed(0)
         model = GenerativeModel.from_linear_gaussian(ssm)
-        posterior = make_posterior(family, 2, 1, hidden_size=64).double()
+        posterior = make_posterior(family, 2, 1, hidden_size=64, covariance=covariance).double()
         ckpt = out / f"gap_{family}.pt"
         ckpt.unlink(missing_ok=True)
         steps, gaps, errors, train_seconds = [0], [], [], 0.0
@@ -403,11 +404,16 @@ def main() -> None:
     parser.add_argument("--tank-window", type=int, default=50, help="VSSM training window on the two tanks")
     parser.add_argument("--parts", default="gap,pendulum,tanks", help="comma-separated subset of gap,pendulum,tanks")
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds of (c, d) (default: the tier's)")
+    parser.add_argument("--gap-steps", type=int, default=None, help="Adam steps of part a (default: the tier's)")
+    parser.add_argument("--covariance", choices=("diag", "full"), default="diag",
+                        help="the posteriors' covariance in part a (default: diag)")
     parser.add_argument("--figures", action="store_true", help="copy the figures to benchmarks/figures/vssm_*.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
     tier = TIERS[args.tier]
+    if args.gap_steps is not None:
+        tier = replace(tier, gap_steps=args.gap_steps)
     if args.seeds is not None:
         tier = replace(tier, seeds=tuple(int(x) for x in args.seeds.split(",")))
     out = Path(args.out or Path(__file__).parent / "out" / "vssm" / args.tier)
@@ -420,7 +426,7 @@ def main() -> None:
     results: dict = {"tier": args.tier, "settings": asdict(tier), "threads": torch.get_num_threads()}
     begin = time.perf_counter()
     if "gap" in parts:
-        results["gap"] = elbo_gap(tier, out)
+        results["gap"] = elbo_gap(tier, out, args.covariance)
     if "pendulum" in parts:
         results["pendulum"] = pendulum(tier, out)
     if "tanks" in parts:
