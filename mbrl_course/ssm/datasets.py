@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from mbrl_course._checks import check_positive_float, check_positive_int
+from mbrl_course.ssm.systems import rk4_step
 
 __all__ = ["PendulumData", "PendulumParams", "make_pendulum_data", "pendulum_derivative", "pendulum_sensor",
            "simulate_pendulum"]
@@ -107,11 +108,7 @@ def simulate_pendulum(initial_states: torch.Tensor, num_steps: int, params: Pend
     out = [s]
     for _ in range(T):
         for _ in range(p.substeps):
-            k1 = pendulum_derivative(s, p)
-            k2 = pendulum_derivative(s + 0.5 * h * k1, p)
-            k3 = pendulum_derivative(s + 0.5 * h * k2, p)
-            k4 = pendulum_derivative(s + h * k3, p)
-            s = s + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            s = rk4_step(lambda states: pendulum_derivative(states, p), s, h)
         if p.process_noise_std > 0:
             eps = torch.randn(s.shape[:-1], generator=generator, dtype=s.dtype, device=s.device)
             s = torch.stack([s[..., 0], s[..., 1] + p.process_noise_std * p.dt ** 0.5 * eps], -1)

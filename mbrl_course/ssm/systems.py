@@ -24,6 +24,7 @@ is the first output it moves. Initial levels are uniform in [0, h_max / 2].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -40,6 +41,15 @@ __all__ = [
     "simulate_two_tank",
     "two_tank_derivative",
 ]
+
+
+def rk4_step(derivative, x: torch.Tensor, h: float) -> torch.Tensor:
+    """One Runge-Kutta-4 step of dx/dt = f(x) of size h: x + h/6 (k₁ + 2k₂ + 2k₃ + k₄), batched over ``x (..., D)``."""
+    k1 = derivative(x)
+    k2 = derivative(x + 0.5 * h * k1)
+    k3 = derivative(x + 0.5 * h * k2)
+    k4 = derivative(x + h * k3)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
 @dataclass(frozen=True)
@@ -118,11 +128,7 @@ def simulate_two_tank(
         out.append(x)
         u = inputs[:, t]
         for _ in range(p.substeps):
-            k1 = two_tank_derivative(x, u, p)
-            k2 = two_tank_derivative(x + 0.5 * h * k1, u, p)
-            k3 = two_tank_derivative(x + 0.5 * h * k2, u, p)
-            k4 = two_tank_derivative(x + h * k3, u, p)
-            x = (x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)).clamp(0.0, p.max_level)
+            x = rk4_step(partial(two_tank_derivative, inputs=u, params=p), x, h).clamp(0.0, p.max_level)
         if process_noise_std > 0:
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) * process_noise_std * p.dt ** 0.5
             x = (x + noise).clamp(0.0, p.max_level)

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from mbrl_course.filters import LinearGaussianSSM, SmootherResult, kalman_filter, predict
 from mbrl_course.ssm import GenerativeModel, Posterior, k_step_prediction
 from mbrl_course.viz._widgets import widgets_available
+from mbrl_course.viz.filtering import _np
 
 BAND = 2.0
 """Gaussian bands are mean ± BAND standard deviations (about 95 % of the mass)."""
@@ -43,19 +44,6 @@ LEVELS = (0.025, 0.5, 0.975)
 """Sample bands are the 2.5 % and 97.5 % quantiles, with the median."""
 EXACT_COLOR = "0.55"
 """The exact answer is grey in every figure."""
-
-
-def _np(name: str, value, ndim: int | None = None) -> np.ndarray:
-    """``value`` as a float numpy array (detached, on the CPU); check its number of dimensions."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().to(torch.float64).numpy()
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name}: expected a tensor or an array of numbers, got {type(value).__name__}") from err
-    if ndim is not None and array.ndim != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {array.shape}")
-    return array
 
 
 def _family_color(index: int) -> str:
