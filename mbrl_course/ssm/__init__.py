@@ -29,6 +29,14 @@ model's θ) by maximising the ELBO. Slide -> code:
   :func:`fit_linear_baseline`, :func:`linear_free_run`; a pendulum seen through a nonlinear sensor,
   (sin φ, −cos φ) + noise, for learning θ: :func:`make_pendulum_data`
 
+Recurrent SSMs and memory (the slides' "Modeling long-term dependencies"):
+
+- "iii) Memory modulation", the Generative Temporal Model with Spatial Memory (Fraccaro et al., 2018):
+  :class:`GTMSM` (p(s_t | s_{t-1}, a_t), q(z_t | x_t), p(z_t | s_t, M) over the K nearest context items
+  :func:`knn_memory`, the two-phase ELBO), trained by :func:`train_gtmsm`; its generated 2-D world, an agent
+  seeing 32×32 crops of a procedurally generated image: :func:`make_world`, :func:`explore`,
+  :func:`revisit_trajectories`
+
 Shapes: observations ``(B, T, dy)``, a ``mask (B, T)`` bool for padded or missing steps, controls
 ``(B, T, du)``; samples ``(N, B, T+1, dx)`` for s_{0:T}. Everything runs on any device and in float64
 (``.double()`` the modules).
@@ -45,6 +53,15 @@ from mbrl_course.ssm.generative import (
     Sequences,
     check_sequences,
     make_generative_model,
+)
+from mbrl_course.ssm.gtmsm import (
+    GTMSM,
+    GTMSMELBO,
+    GTMSMConfig,
+    GTMSMTrainConfig,
+    Neighbours,
+    knn_memory,
+    train_gtmsm,
 )
 from mbrl_course.ssm.posteriors import (
     AutoregressivePosterior,
@@ -69,18 +86,24 @@ from mbrl_course.ssm.prssm import (
 from mbrl_course.ssm.random_params import RandomParameterSSM
 from mbrl_course.ssm.systems import TwoTankData, fit_linear_baseline, linear_free_run, make_two_tank_data
 from mbrl_course.ssm.training import TrainConfig, TrainResult, train_vssm
+from mbrl_course.ssm.worlds import Trajectories, World, crop, explore, make_world, revisit_trajectories
 
 __all__ = [
     "AutoregressivePosterior",
     "BernoulliEmission",
     "ELBOResult",
     "ExactLinearGaussianPosterior",
+    "GTMSM",
+    "GTMSMConfig",
+    "GTMSMELBO",
+    "GTMSMTrainConfig",
     "GaussianEmission",
     "GaussianTransition",
     "GenerativeModel",
     "InitialState",
     "MarkovianPosterior",
     "MeanFieldPosterior",
+    "Neighbours",
     "PRSSM",
     "PendulumData",
     "Posterior",
@@ -92,21 +115,29 @@ __all__ = [
     "SimulationResult",
     "TrainConfig",
     "TrainResult",
+    "Trajectories",
     "TrajectoryModel",
     "TrajectoryTrainConfig",
     "TrajectoryTrainResult",
     "TwoTankData",
+    "World",
     "check_sequences",
+    "crop",
     "elbo_terms",
     "estimate_elbo",
+    "explore",
     "fit_linear_baseline",
     "free_run_scores",
     "k_step_prediction",
+    "knn_memory",
     "linear_free_run",
-    "make_two_tank_data",
     "make_generative_model",
     "make_pendulum_data",
     "make_posterior",
+    "make_two_tank_data",
+    "make_world",
+    "revisit_trajectories",
+    "train_gtmsm",
     "train_trajectory_model",
     "train_vssm",
 ]
