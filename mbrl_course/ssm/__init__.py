@@ -31,6 +31,14 @@ model's θ) by maximising the ELBO. Slide -> code:
 
 Recurrent SSMs and memory (the slides' "Modeling long-term dependencies"):
 
+- "ii) Deterministic transition with random state input", h_t = f_θ(h_{t-1}, s_{t-1}, a_{t-1}),
+  s_t ~ p(s_t | h_t), y_t ~ p(y_t | s_t, h_t): :class:`RSSM` (PlaNet's world model, with a reward head, free nats
+  and latent overshooting; ``observe``, ``observe_step``, ``imagine`` for PlaNet and Dreamer), :class:`VRNN`
+  (Chung et al., 2015) and the ablations :class:`StochasticSSM` (no h) and ``RSSM(stochastic=False)`` (a
+  deterministic RNN), one :class:`RecurrentSSM` with switches (:func:`make_world_model`), trained by
+  :func:`train_world_model`, compared by :func:`open_loop_prediction`; 64×64×3 frames through
+  :class:`ConvEncoder` / :class:`ConvDecoder`; pixel sequences from the pixel envs: :func:`collect_pixel_sequences`
+
 - "iii) Memory modulation", the Generative Temporal Model with Spatial Memory (Fraccaro et al., 2018):
   :class:`GTMSM` (p(s_t | s_{t-1}, a_t), q(z_t | x_t), p(z_t | s_t, M) over the K nearest context items
   :func:`knn_memory`, the two-phase ELBO), trained by :func:`train_gtmsm`; its generated 2-D world, an agent
@@ -42,6 +50,7 @@ Shapes: observations ``(B, T, dy)``, a ``mask (B, T)`` bool for padded or missin
 (``.double()`` the modules).
 """
 
+from mbrl_course.ssm.conv import ConvDecoder, ConvEncoder, postprocess_frames, preprocess_frames
 from mbrl_course.ssm.datasets import PendulumData, make_pendulum_data
 from mbrl_course.ssm.elbo import ELBOResult, elbo_terms, estimate_elbo
 from mbrl_course.ssm.generative import (
@@ -63,6 +72,7 @@ from mbrl_course.ssm.gtmsm import (
     knn_memory,
     train_gtmsm,
 )
+from mbrl_course.ssm.pixel_data import PixelSequences, collect_pixel_sequences
 from mbrl_course.ssm.posteriors import (
     AutoregressivePosterior,
     ExactLinearGaussianPosterior,
@@ -84,6 +94,21 @@ from mbrl_course.ssm.prssm import (
     train_trajectory_model,
 )
 from mbrl_course.ssm.random_params import RandomParameterSSM
+from mbrl_course.ssm.rssm import (
+    RSSM,
+    VRNN,
+    Imagination,
+    LatentState,
+    RecurrentSSM,
+    StochasticSSM,
+    WorldModelConfig,
+    WorldModelLoss,
+    WorldModelTrainConfig,
+    WorldModelTrainResult,
+    make_world_model,
+    open_loop_prediction,
+    train_world_model,
+)
 from mbrl_course.ssm.systems import TwoTankData, fit_linear_baseline, linear_free_run, make_two_tank_data
 from mbrl_course.ssm.training import TrainConfig, TrainResult, train_vssm
 from mbrl_course.ssm.worlds import Trajectories, World, crop, explore, make_world, revisit_trajectories
@@ -91,6 +116,8 @@ from mbrl_course.ssm.worlds import Trajectories, World, crop, explore, make_worl
 __all__ = [
     "AutoregressivePosterior",
     "BernoulliEmission",
+    "ConvDecoder",
+    "ConvEncoder",
     "ELBOResult",
     "ExactLinearGaussianPosterior",
     "GTMSM",
@@ -100,19 +127,25 @@ __all__ = [
     "GaussianEmission",
     "GaussianTransition",
     "GenerativeModel",
+    "Imagination",
     "InitialState",
+    "LatentState",
     "MarkovianPosterior",
     "MeanFieldPosterior",
     "Neighbours",
     "PRSSM",
     "PendulumData",
+    "PixelSequences",
     "Posterior",
     "PosteriorSample",
     "PredictionSamples",
+    "RSSM",
     "RandomParameterSSM",
+    "RecurrentSSM",
     "SequenceEncoder",
     "Sequences",
     "SimulationResult",
+    "StochasticSSM",
     "TrainConfig",
     "TrainResult",
     "Trajectories",
@@ -120,8 +153,14 @@ __all__ = [
     "TrajectoryTrainConfig",
     "TrajectoryTrainResult",
     "TwoTankData",
+    "VRNN",
     "World",
+    "WorldModelConfig",
+    "WorldModelLoss",
+    "WorldModelTrainConfig",
+    "WorldModelTrainResult",
     "check_sequences",
+    "collect_pixel_sequences",
     "crop",
     "elbo_terms",
     "estimate_elbo",
@@ -136,8 +175,13 @@ __all__ = [
     "make_posterior",
     "make_two_tank_data",
     "make_world",
+    "make_world_model",
+    "open_loop_prediction",
+    "postprocess_frames",
+    "preprocess_frames",
     "revisit_trajectories",
     "train_gtmsm",
     "train_trajectory_model",
     "train_vssm",
+    "train_world_model",
 ]
