@@ -122,12 +122,14 @@ class Tier:
     """free-run samples per held-out sequence"""
     seeds: tuple[int, ...]
     """training seeds of the learned models (c, d)"""
+    pendulum_batch: int = 64
+    """pendulum sequences per Adam step (mini-batches of the training set)"""
 
 
 TIERS = {
-    "smoke": Tier(20, 10, 4, 20, 20, 8, 20, 8, 10, 10, 20, (0,)),
-    "default": Tier(400, 50, 16, 50, 800, 64, 30, 128, 500, 800, 200, (0,)),
-    "full": Tier(2000, 100, 32, 100, 3000, 128, 30, 256, 2000, 3000, 500, (0, 1, 2)),
+    "smoke": Tier(20, 10, 4, 20, 20, 8, 20, 8, 10, 10, 20, (0,), 8),
+    "default": Tier(400, 50, 16, 50, 800, 256, 30, 128, 500, 800, 200, (0,), 64),
+    "full": Tier(2000, 100, 32, 100, 3000, 512, 30, 256, 2000, 3000, 500, (0, 1, 2), 128),
 }
 
 
@@ -358,7 +360,8 @@ def pendulum(tier: Tier, out: Path) -> dict:
             posterior = make_posterior(family, 4, 2, hidden_size=32)
             start = time.perf_counter()
             train_vssm(model, posterior, Y, config=TrainConfig(num_steps=tier.pendulum_steps, learning_rate=5e-3,
-                                                               progress=False, seed=seed))
+                                                               batch_size=tier.pendulum_batch, progress=False,
+                                                               seed=seed))
             seconds = time.perf_counter() - start
             pred = k_step_prediction(model, posterior, seen, HORIZON, num_samples=500,
                                      generator=torch.Generator().manual_seed(1000 + seed))
@@ -441,7 +444,7 @@ def main() -> None:
     if "pendulum" in results:
         for name, r in results["pendulum"]["seeds"][tier.seeds[0]].items():
             if "seconds_per_step" in r:
-                print(f"  pendulum B={tier.pendulum_train} T={tier.pendulum_length} float32        {name[5:]:15s} "
+                print(f"  pendulum B={tier.pendulum_batch} of {tier.pendulum_train} T={tier.pendulum_length} float32 {name[5:]:15s} "
                       f"{1000 * r['seconds_per_step']:7.1f} ms")
     if "tanks" in results:
         for r in results["tanks"]["rows"]:
