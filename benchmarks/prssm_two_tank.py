@@ -17,7 +17,7 @@ Models: the linear-Gaussian SSM (state 2 and 4) fitted by maximum likelihood
 :func:`~mbrl_course.ssm.prssm.train_trajectory_model` for ``--steps`` Adam steps (default: the
 budget tier's), over ``--seeds`` training seeds. One torch thread.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/prssm_two_tank.py [--steps N] [--window 100] [--seeds 0,1,2]
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/prssm_two_tank.py [--steps N] [--window 60] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RECOGNITION = 10
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="Adam steps (default: by budget tier)")
-    parser.add_argument("--window", type=int, default=None, help="training sub-sequence length (default: 100)")
+    parser.add_argument("--window", type=int, default=None, help="training sub-sequence length (default: TrajectoryTrainConfig's, 60)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--samples", type=int, default=200, help="free-run trajectories per sequence")
     args = parser.parse_args()
