@@ -39,6 +39,12 @@ Recurrent SSMs and memory (the slides' "Modeling long-term dependencies"):
   :func:`train_world_model`, compared by :func:`open_loop_prediction`; 64×64×3 frames through
   :class:`ConvEncoder` / :class:`ConvDecoder`; pixel sequences from the pixel envs: :func:`collect_pixel_sequences`
 
+- "iii) Memory modulation", the attentive SSM (Alaa & van der Schaar, 2019): discrete s_t whose transition
+  p(s_t | s_{1:t-1}, Y_{1:t-1}) = α_{1:t-1}ᵀ P_λ(s_t, s_{1:t-1}) attends over earlier states, the posterior sharing
+  a backward RNN: :class:`AttentiveSSM`, :func:`train_attentive_ssm`; its oracle, a semi-Markov chain whose exact
+  likelihood comes from the forward algorithm on (stage, time spent): :class:`SemiMarkovChain`; its baseline, a
+  first-order :class:`GaussianHMM` fitted by EM (forward-backward: :func:`forward_algorithm`,
+  :func:`backward_algorithm`)
 - "iii) Memory modulation", the Generative Temporal Model with Spatial Memory (Fraccaro et al., 2018):
   :class:`GTMSM` (p(s_t | s_{t-1}, a_t), q(z_t | x_t), p(z_t | s_t, M) over the K nearest context items
   :func:`knn_memory`, the two-phase ELBO), trained by :func:`train_gtmsm`; its generated 2-D world, an agent
@@ -50,6 +56,13 @@ Shapes: observations ``(B, T, dy)``, a ``mask (B, T)`` bool for padded or missin
 (``.double()`` the modules).
 """
 
+from mbrl_course.ssm.attentive import (
+    AttentivePosterior,
+    AttentiveSSM,
+    AttentiveTrainConfig,
+    AttentiveTrainResult,
+    train_attentive_ssm,
+)
 from mbrl_course.ssm.conv import ConvDecoder, ConvEncoder, postprocess_frames, preprocess_frames
 from mbrl_course.ssm.datasets import PendulumData, make_pendulum_data
 from mbrl_course.ssm.elbo import ELBOResult, elbo_terms, estimate_elbo
@@ -71,6 +84,14 @@ from mbrl_course.ssm.gtmsm import (
     Neighbours,
     knn_memory,
     train_gtmsm,
+)
+from mbrl_course.ssm.hmm import (
+    EMResult,
+    GaussianHMM,
+    HMMPosterior,
+    SemiMarkovChain,
+    backward_algorithm,
+    forward_algorithm,
 )
 from mbrl_course.ssm.pixel_data import PixelSequences, collect_pixel_sequences
 from mbrl_course.ssm.posteriors import (
@@ -114,19 +135,26 @@ from mbrl_course.ssm.training import TrainConfig, TrainResult, train_vssm
 from mbrl_course.ssm.worlds import Trajectories, World, crop, explore, make_world, revisit_trajectories
 
 __all__ = [
+    "AttentivePosterior",
+    "AttentiveSSM",
+    "AttentiveTrainConfig",
+    "AttentiveTrainResult",
     "AutoregressivePosterior",
     "BernoulliEmission",
     "ConvDecoder",
     "ConvEncoder",
     "ELBOResult",
+    "EMResult",
     "ExactLinearGaussianPosterior",
     "GTMSM",
     "GTMSMConfig",
     "GTMSMELBO",
     "GTMSMTrainConfig",
     "GaussianEmission",
+    "GaussianHMM",
     "GaussianTransition",
     "GenerativeModel",
+    "HMMPosterior",
     "Imagination",
     "InitialState",
     "LatentState",
@@ -142,6 +170,7 @@ __all__ = [
     "RSSM",
     "RandomParameterSSM",
     "RecurrentSSM",
+    "SemiMarkovChain",
     "SequenceEncoder",
     "Sequences",
     "SimulationResult",
@@ -159,6 +188,7 @@ __all__ = [
     "WorldModelLoss",
     "WorldModelTrainConfig",
     "WorldModelTrainResult",
+    "backward_algorithm",
     "check_sequences",
     "collect_pixel_sequences",
     "crop",
@@ -166,6 +196,7 @@ __all__ = [
     "estimate_elbo",
     "explore",
     "fit_linear_baseline",
+    "forward_algorithm",
     "free_run_scores",
     "k_step_prediction",
     "knn_memory",
@@ -180,6 +211,7 @@ __all__ = [
     "postprocess_frames",
     "preprocess_frames",
     "revisit_trajectories",
+    "train_attentive_ssm",
     "train_gtmsm",
     "train_trajectory_model",
     "train_vssm",
