@@ -8,6 +8,8 @@
 - :mod:`~mbrl_course.viz.pilco`      GP regression, moment matching against Monte Carlo, PILCO's predictions per trial
 - :mod:`~mbrl_course.viz.ssm`        variational SSM posteriors against the exact smoother, ELBO gaps, prediction
                                      fans with T/k sliders, free-run simulations (PR-SSM)
+- :mod:`~mbrl_course.viz.recurrent_ssm` recurrent SSM families as graphs, open-loop video predictions with a horizon
+                                     slider, attention weights over a semi-Markov sequence, GTM-SM's map from memory
 
 Nothing in the core package imports this module; it may import anything.
 """
