@@ -37,7 +37,9 @@ Recurrent SSMs and memory (the slides' "Modeling long-term dependencies"):
   (Chung et al., 2015) and the ablations :class:`StochasticSSM` (no h) and ``RSSM(stochastic=False)`` (a
   deterministic RNN), one :class:`RecurrentSSM` with switches (:func:`make_world_model`), trained by
   :func:`train_world_model`, compared by :func:`open_loop_prediction`; 64×64×3 frames through
-  :class:`ConvEncoder` / :class:`ConvDecoder`; pixel sequences from the pixel envs: :func:`collect_pixel_sequences`
+  :class:`ConvEncoder` / :class:`ConvDecoder`; pixel sequences from the pixel envs:
+  :func:`mbrl_course.ssm.pixel_data.collect_pixel_sequences` (imported from its module, so that
+  ``import mbrl_course.ssm`` needs no env)
 
 - "iii) Memory modulation", the attentive SSM (Alaa & van der Schaar, 2019): discrete s_t whose transition
   p(s_t | s_{1:t-1}, Y_{1:t-1}) = α_{1:t-1}ᵀ P_λ(s_t, s_{1:t-1}) attends over earlier states, the posterior sharing
@@ -93,7 +95,6 @@ from mbrl_course.ssm.hmm import (
     backward_algorithm,
     forward_algorithm,
 )
-from mbrl_course.ssm.pixel_data import PixelSequences, collect_pixel_sequences
 from mbrl_course.ssm.posteriors import (
     AutoregressivePosterior,
     ExactLinearGaussianPosterior,
@@ -163,7 +164,6 @@ __all__ = [
     "Neighbours",
     "PRSSM",
     "PendulumData",
-    "PixelSequences",
     "Posterior",
     "PosteriorSample",
     "PredictionSamples",
@@ -190,7 +190,6 @@ __all__ = [
     "WorldModelTrainResult",
     "backward_algorithm",
     "check_sequences",
-    "collect_pixel_sequences",
     "crop",
     "elbo_terms",
     "estimate_elbo",
