@@ -72,14 +72,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_choice, check_positive_float, check_positive_int
 from mbrl_course.budget import by_budget
 from mbrl_course.filters.models import _categorical
 from mbrl_course.ssm._gaussian import log_prob
 from mbrl_course.ssm.hmm import check_observations, kmeans_plus_plus
-from mbrl_course.ssm.training import TrainResult, _save
+from mbrl_course.ssm.training import TrainResult, ascent_steps, save_checkpoint
 
 PROPOSALS = ("ancestral", "posterior")
 
@@ -374,23 +373,13 @@ def _adam_steps(model: AttentiveSSM, y: torch.Tensor, optimizer: torch.optim.Opt
     ``checkpoint(step + 1)`` every ``cfg.checkpoint_every`` steps."""
     B, T, _ = y.shape
     batch_size = B if cfg.batch_size is None else min(cfg.batch_size, B)
-    bar = tqdm(steps, desc=desc, disable=not cfg.progress, initial=steps.start, total=steps.stop)
-    for step in bar:
+
+    def objective(step: int) -> torch.Tensor:
         idx = torch.randperm(B, generator=generator)[:batch_size].to(y.device)
-        per_step = model.elbo(y[idx]).mean() / T  # L̃ / T
-        optimizer.zero_grad()
-        (-per_step).backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        value = float(per_step.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"train_attentive_ssm: L̃ became non-finite at step {step}; lower "
-                                     "config.learning_rate")
-        history.append(value)
-        bar.set_postfix(elbo_per_step=f"{value:.4g}")
-        if checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0:
-            checkpoint(step + 1)
+        return model.elbo(y[idx]).mean() / T  # L̃ / T
+
+    ascent_steps(objective, list(model.parameters()), optimizer, steps, history, grad_clip=cfg.grad_clip,
+                 progress=cfg.progress, desc=desc, checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every)
 
 
 def train_attentive_ssm(model: AttentiveSSM, observations: torch.Tensor, config: AttentiveTrainConfig | None = None,
@@ -434,7 +423,7 @@ def train_attentive_ssm(model: AttentiveSSM, observations: torch.Tensor, config:
 
     def checkpoint(step: int) -> None:
         if path is not None:
-            _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "generator": generator.get_state(), "history": history, "step": step,
                          "restart_bounds": bounds, "selected_restart": selected, "config": asdict(cfg)})
 

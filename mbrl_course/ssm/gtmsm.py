@@ -55,12 +55,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_finite, check_positive_float, check_positive_int
 from mbrl_course.budget import by_budget
 from mbrl_course.ssm._gaussian import LOG_2PI, diagonal_scale, kl_divergence, rsample
-from mbrl_course.ssm.training import TrainResult, _save
+from mbrl_course.ssm.training import TrainResult, ascent_steps, save_checkpoint
 from mbrl_course.ssm.worlds import CROP
 
 __all__ = [
@@ -495,28 +494,18 @@ def train_gtmsm(model: GTMSM, frames: torch.Tensor, actions: torch.Tensor, conte
 
     def checkpoint(step: int) -> None:
         if path is not None:
-            _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "generator": generator.get_state(), "history": history, "step": step,
                          "config": asdict(cfg), "model_config": asdict(model.config)})
 
-    bar = tqdm(range(start, num_steps), desc="train_gtmsm", disable=not cfg.progress, initial=start, total=num_steps)
-    for step in bar:
+    def objective(step: int) -> torch.Tensor:
         idx = torch.randperm(B, generator=generator, device=device)[:batch_size].to(frames.device)
         x, a = frames[idx], actions[idx]
         terms = model.elbo(x[:, :tau], a[:, :tau], x[:, tau:], a[:, tau:], generator)
-        per_pixel = terms.value.sum(1).mean() / pixels
-        optimizer.zero_grad()
-        (-per_pixel).backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        value = float(per_pixel.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"train_gtmsm: the ELBO became non-finite at step {step}; lower "
-                                     f"config.learning_rate (the last checkpoint is at {path})")
-        history.append(value)
-        bar.set_postfix(elbo_per_pixel=f"{value:.4g}")
-        if (step + 1) % every == 0:
-            checkpoint(step + 1)
+        return terms.value.sum(1).mean() / pixels  # the ELBO per target step and pixel
+
+    ascent_steps(objective, list(model.parameters()), optimizer, range(start, num_steps), history,
+                 grad_clip=cfg.grad_clip, progress=cfg.progress, desc="train_gtmsm", postfix="elbo_per_pixel",
+                 checkpoint=checkpoint, checkpoint_every=every, checkpoint_path=path)
     checkpoint(num_steps)
     return TrainResult(history, num_steps, start)

@@ -51,11 +51,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_finite, check_positive_float, check_positive_int
 from mbrl_course.budget import by_budget
-from mbrl_course.ssm.training import _save
+from mbrl_course.ssm.training import ascent_steps, save_checkpoint
 
 __all__ = [
     "ELBOTerms",
@@ -531,29 +530,20 @@ def train_trajectory_model(model: TrajectoryModel, inputs: torch.Tensor, observa
 
     def checkpoint(step: int) -> None:
         if path is not None:
-            _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
+            save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
                          "elbos": trace, "step": step, "config": asdict(cfg)})
 
-    bar = tqdm(range(first, steps), desc=type(model).__name__, disable=not cfg.progress, initial=first, total=steps)
-    for step in bar:
+    def objective(step: int) -> torch.Tensor:
         seq = torch.randint(0, B, (batch,), generator=gen)
         start = torch.randint(0, T - window + 1, (batch,), generator=gen)
         idx = start[:, None] + offsets                                        # (batch, window)
         u = inputs[seq[:, None], idx]
         y = observations[seq[:, None], idx]
-        terms = model.elbo(u, y, cfg.num_samples, dataset_size, gen)
-        loss = -terms.elbo / window
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        value = -float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError("train_trajectory_model: the ELBO became non-finite; lower "
-                                     f"config.learning_rate (the last checkpoint is at {path})")
-        trace.append(value)
-        bar.set_postfix(elbo_per_step=f"{value:.3f}")
-        if (step + 1) % every == 0:
-            checkpoint(step + 1)
+        return model.elbo(u, y, cfg.num_samples, dataset_size, gen).elbo / window  # ELBO per time step
+
+    ascent_steps(objective, list(model.parameters()), optimizer, range(first, steps), trace, grad_clip=None,
+                 progress=cfg.progress, desc=type(model).__name__, checkpoint=checkpoint, checkpoint_every=every,
+                 checkpoint_path=path)
     checkpoint(steps)
     return TrajectoryTrainResult(model=model, elbos=torch.tensor(trace), resumed_from=first)
 

@@ -62,7 +62,7 @@ from mbrl_course._checks import (
 from mbrl_course.budget import by_budget
 from mbrl_course.ssm.conv import ConvDecoder, ConvEncoder, as_images, check_frames
 from mbrl_course.ssm.generative import mlp
-from mbrl_course.ssm.training import _save
+from mbrl_course.ssm.training import save_checkpoint
 
 LOG_2PI = math.log(2.0 * math.pi)
 KINDS = ("rnn", "ssm", "vrnn", "rssm")
@@ -663,7 +663,7 @@ def train_world_model(model: RecurrentSSM, frames: torch.Tensor, actions: torch.
     def checkpoint(step: int) -> None:
         flush()
         if path is not None:
-            _save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "generator": generator.get_state(), "history": history, "step": step,
                          "config": asdict(cfg), "model_config": asdict(model.config)})
 

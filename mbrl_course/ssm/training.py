@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,10 +64,43 @@ class TrainResult:
     """the step the run resumed from (0: a fresh run)"""
 
 
-def _save(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (a temporary file, then a rename): a crash keeps the last checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+
+def ascent_steps(objective: Callable[[int], torch.Tensor], parameters: list[torch.Tensor],
+                 optimizer: torch.optim.Optimizer, steps: range, history: list[float], *, grad_clip: float | None,
+                 progress: bool, desc: str, postfix: str = "elbo_per_step",
+                 checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 100,
+                 checkpoint_path: Path | None = None) -> None:
+    """Gradient ascent on a stochastic objective, the loop every trainer of :mod:`mbrl_course.ssm` shares.
+
+    For each step number in ``steps``: L̃ = ``objective(step)`` (a scalar to maximise, e.g. the ELBO per observed
+    step of a fresh mini-batch), one optimiser step on −L̃ (gradients clipped to the global norm ``grad_clip``
+    unless None), L̃ appended to ``history``, a tqdm bar (``desc``; ``progress`` False hides it), and
+    ``checkpoint(step + 1)`` every ``checkpoint_every`` steps. A non-finite L̃ raises ``FloatingPointError``
+    naming ``checkpoint_path``, the last checkpoint written.
+    """
+    bar = tqdm(steps, desc=desc, disable=not progress, initial=steps.start, total=steps.stop)
+    for step in bar:
+        value_t = objective(step)
+        optimizer.zero_grad()
+        (-value_t).backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        optimizer.step()
+        value = float(value_t.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{desc}: the objective became non-finite at step {step}; lower "
+                                     f"config.learning_rate (the last checkpoint is at {checkpoint_path})")
+        history.append(value)
+        bar.set_postfix({postfix: f"{value:.4g}"})
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0:
+            checkpoint(step + 1)
 
 
 def train_vssm(
@@ -120,37 +154,26 @@ def train_vssm(
 
     def checkpoint(step: int) -> None:
         if path is not None:
-            _save(path, {"model": model.state_dict(), "posterior": posterior.state_dict(),
+            save_checkpoint(path, {"model": model.state_dict(), "posterior": posterior.state_dict(),
                          "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                          "history": history, "step": step, "config": asdict(cfg)})
 
-    bar = tqdm(range(start, num_steps), desc="train_vssm", disable=not cfg.progress, initial=start, total=num_steps)
+    def objective(step: int) -> torch.Tensor:
+        if batch_size < B:
+            idx = torch.randperm(B, generator=generator, device=generator.device)[:batch_size].to(seq.mask.device)
+            batch = Sequences(seq.observations[idx], seq.mask[idx], None if seq.controls is None else seq.controls[idx])
+        else:
+            batch = seq
+        sample = posterior.run(batch, N, generator)  # s̃_{0:T} ~ q_ψ, reparameterised
+        result = elbo_terms(model, sample, batch, cfg.kl)
+        return result.value.sum() / batch.mask.sum().clamp_min(1)  # L̃(λ) per observed step; ∇ flows through s̃
+
     for p in frozen:
         p.requires_grad_(False)
     try:
-        for step in bar:
-            if batch_size < B:
-                idx = torch.randperm(B, generator=generator, device=generator.device)[:batch_size].to(seq.mask.device)
-                batch = Sequences(seq.observations[idx], seq.mask[idx],
-                                  None if seq.controls is None else seq.controls[idx])
-            else:
-                batch = seq
-            sample = posterior.run(batch, N, generator)  # s̃_{0:T} ~ q_ψ, reparameterised
-            result = elbo_terms(model, sample, batch, cfg.kl)
-            per_step = result.value.sum() / batch.mask.sum().clamp_min(1)  # L̃(λ) per observed step
-            optimizer.zero_grad()
-            (-per_step).backward()  # ∇_λ of -L̃, through s̃ into ψ and θ
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            value = float(per_step.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"train_vssm: the ELBO became non-finite at step {step}; lower "
-                                         f"config.learning_rate (the last checkpoint is at {path})")
-            history.append(value)
-            bar.set_postfix(elbo_per_step=f"{value:.4g}")
-            if (step + 1) % every == 0:
-                checkpoint(step + 1)
+        ascent_steps(objective, params, optimizer, range(start, num_steps), history, grad_clip=cfg.grad_clip,
+                     progress=cfg.progress, desc="train_vssm", checkpoint=checkpoint, checkpoint_every=every,
+                     checkpoint_path=path)
     finally:
         for p in frozen:
             p.requires_grad_(True)
