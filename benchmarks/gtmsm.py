@@ -15,13 +15,25 @@ the context frames and actions and predicts every later crop from the actions al
 - ``return``: all return-phase steps; ``away``: the away phase (places not in the context: no model can know).
 
 Baselines: the training set's mean frame, the context's mean frame, and (a reference, not a model) the context
-frame seen nearest to the true position. Another model (the RSSM) plugs into :func:`revisit_error` as any
+frame seen nearest to the true position. Any model plugs into :func:`revisit_error` as a
 ``predict_fn(context_frames, context_actions, future_actions) -> (B, T, 3, 32, 32)`` floats in [0, 1].
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/gtmsm.py --tier default [--figures] [--steps N]
+The RSSM without memory (:mod:`mbrl_course.ssm.rssm`, kind "rssm", PlaNet's conv encoder/decoder for 64×64×3
+frames; :func:`rssm_settings`): trained with :func:`~mbrl_course.ssm.rssm.train_world_model` on the same training
+trajectories, crops upsampled 2× by nearest neighbour (:func:`to_rssm_frames`), actions a_t / max speed, no reward
+head (the world has no rewards: ``reward_head=False``, ``rewards=None``), one chunk = a whole 48-step trajectory.
+Its predictor (:func:`rssm_predictor`) observes the τ context frames with their actions, imagines the rest open loop
+under the future actions following the prior means, decodes, and average-pools 2× back to 32×32 in [0, 1].
+Its entry also has ``context_reconstruction``, the filter's reconstruction error on the held-out context frames
+(how well it learnt to encode and decode at all: a floor for its predictions).
 
-Writes ``benchmarks/out/gtmsm/results_<tier>.json`` (``results_<tier>_steps<N>.json`` with ``--steps``) and, with ``--figures``,
-``benchmarks/figures/gtmsm_revisit.png``.
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/gtmsm.py --tier default [--figures] [--steps N]
+        [--models gtmsm,nomemory,rssm] [--rssm-steps N]
+
+Writes ``benchmarks/out/gtmsm/results_<tier>.json`` (``_steps<N>``, ``_rssmsteps<N>`` added with ``--steps``,
+``--rssm-steps``), merged into the file already there: the models run replace their own entries (and the
+baselines, recomputed, are the same), the others' stay; the RSSM's settings go under ``config["rssm"]``. With
+``--figures`` (needs ``gtmsm`` in ``--models``), ``benchmarks/figures/gtmsm_revisit.png``.
 """
 
 from __future__ import annotations
@@ -34,9 +46,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as nnf
 
 from mbrl_course.budget import by_budget
 from mbrl_course.ssm.gtmsm import GTMSM, GTMSMConfig, GTMSMTrainConfig, train_gtmsm
+from mbrl_course.ssm.rssm import RecurrentSSM, WorldModelTrainConfig, make_world_model, train_world_model
 from mbrl_course.ssm.worlds import Trajectories, World, explore, home_boxes, make_world, revisit_trajectories
 
 ROOT = Path(__file__).resolve().parent
@@ -44,6 +58,9 @@ HOME = 24.0
 CONTEXT, AWAY, RETURN = 64, 110, 64
 REVISIT_RADIUS = 4.0
 TRAIN_CONTEXT, TRAIN_TARGET = 32, 16
+MAX_SPEED = 3.0
+"""|a_t|_∞ ≤ max speed [pixels per step] (:func:`~mbrl_course.ssm.worlds.explore`'s default): the RSSM reads a_t / MAX_SPEED"""
+MODELS = ("gtmsm", "nomemory", "rssm")
 
 PredictFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -114,6 +131,54 @@ def nearest_context_frame(xc: torch.Tensor, ac: torch.Tensor, af: torch.Tensor) 
     return torch.gather(xc, 1, idx[..., None, None, None].expand(-1, -1, *xc.shape[2:])).float() / 255.0
 
 
+def to_rssm_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Crops ``(..., 3, 32, 32)`` uint8 -> the RSSM's frames ``(..., 64, 64, 3)`` uint8, each pixel repeated 2×2."""
+    return frames.repeat_interleave(2, -1).repeat_interleave(2, -2).movedim(-3, -1).contiguous()
+
+
+def from_rssm_images(images: torch.Tensor) -> torch.Tensor:
+    """The RSSM's decoded means ``(B, T, 3, 64, 64)`` in [-0.5, 0.5] -> crops ``(B, T, 3, 32, 32)``: 2×2 average
+    pooling of y + ½, clamped to [0, 1]."""
+    return nnf.avg_pool2d(images.flatten(0, 1) + 0.5, 2).unflatten(0, images.shape[:2]).clamp(0.0, 1.0)
+
+
+def rssm_settings(tier: str) -> dict:
+    """The RSSM's sizes and training (``benchmarks/recurrent_ssm.py``'s tiers; chunks = whole training trajectories)."""
+    return dict(model=dict(depth=by_budget(4, 8, 32, tier=tier), deterministic_size=by_budget(16, 64, 200, tier=tier),
+                           stochastic_size=by_budget(4, 8, 30, tier=tier), hidden_size=by_budget(16, 64, 200, tier=tier)),
+                train=dict(num_steps=by_budget(3, 400, 20000, tier=tier), batch_size=by_budget(4, 16, 50, tier=tier),
+                           chunk_length=TRAIN_CONTEXT + TRAIN_TARGET))
+
+
+def rssm_predictor(model: RecurrentSSM, seed: int = 0) -> PredictFn:
+    """Observe y_{1:τ} (posterior q(s_t | h_t, e_t)), then imagine s_{τ+k} from p(s | h) following its means under
+    the future actions; x̂ = avg-pool₂(dec([h, s]) + ½) clamped to [0, 1]: ``(B, T, 3, 32, 32)``."""
+
+    @torch.no_grad()
+    def predict(xc: torch.Tensor, ac: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        posterior, _ = model.observe(to_rssm_frames(xc), ac / MAX_SPEED, generator=generator)
+        future = model.imagine(posterior[:, -1], actions=af / MAX_SPEED, generator=generator, sample=False)
+        return from_rssm_images(model.decode(future.states.features))
+
+    return predict
+
+
+@torch.no_grad()
+def rssm_reconstruction_error(model: RecurrentSSM, data: RevisitData, batch_size: int = 32, seed: int = 0) -> float:
+    """A diagnostic of the RSSM's training: per-pixel MSE of avg-pool₂(dec([h_t, s_t]) + ½), s_t from the filter
+    q(s_t | h_t, e_t), on the held-out context frames (frames it has seen: a floor for its predictions)."""
+    tau, traj = data.context_steps, data.trajectories
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    errors = []
+    for i in range(0, traj.frames.shape[0], batch_size):
+        xc, ac = traj.frames[i:i + batch_size, :tau], traj.actions[i:i + batch_size, :tau]
+        posterior, _ = model.observe(to_rssm_frames(xc), ac / MAX_SPEED, generator=generator)
+        pred = from_rssm_images(model.decode(posterior.features))
+        errors.append((pred.cpu() - xc.float() / 255.0).square().mean((-3, -2, -1)))
+    return float(torch.cat(errors).mean())
+
+
 def make_training_data(num_worlds: int, seed: int = 0) -> Trajectories:
     """One trajectory per world of seed ``seed``: TRAIN_CONTEXT + TRAIN_TARGET steps wandering in a home box."""
     world = make_world(seed, 128, num_worlds)
@@ -123,7 +188,7 @@ def make_training_data(num_worlds: int, seed: int = 0) -> Trajectories:
     return explore(world, L, gen, boxes=home[:, None].expand(-1, L, -1))
 
 
-def figure(models: dict[str, GTMSM], data: RevisitData, path: Path, index: int = 0) -> None:
+def figure(predictors: dict[str, PredictFn], gtmsm: GTMSM, data: RevisitData, path: Path, index: int = 0) -> None:
     """Predictions vs ground truth along one long trajectory, and the map rebuilt from GTM-SM's memory."""
     import matplotlib.pyplot as plt
 
@@ -131,8 +196,8 @@ def figure(models: dict[str, GTMSM], data: RevisitData, path: Path, index: int =
     xc, ac, af = traj.frames[index:index + 1, :tau], traj.actions[index:index + 1, :tau], traj.actions[index:index + 1, tau:]
     steps = list(range(0, af.shape[1], 12))
     rows = {"truth": traj.frames[index, tau:].float() / 255.0}
-    for name, model in models.items():
-        rows[name] = model.predict(xc, ac, af, torch.Generator().manual_seed(0))[0]
+    for name, predict in predictors.items():
+        rows[name] = predict(xc, ac, af)[0]
     fig = plt.figure(figsize=(16, 9))
     grid = fig.add_gridspec(len(rows) + 3, len(steps))
     for r, (name, frames) in enumerate(rows.items()):
@@ -155,8 +220,7 @@ def figure(models: dict[str, GTMSM], data: RevisitData, path: Path, index: int =
     ax.plot(pos[tau + data.away_steps:, 0], pos[tau + data.away_steps:, 1], "r-", lw=1, label="return")
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("the world (true) and the trajectory", fontsize=9)
-    model = models["GTM-SM"]
-    positions, crops = model.memory_map(xc, ac, torch.Generator().manual_seed(0))
+    positions, crops = gtmsm.memory_map(xc, ac, torch.Generator().manual_seed(0))
     canvas, weight = torch.zeros(3, 128, 128), torch.zeros(1, 128, 128)
     centres = (positions[0] + pos[0]).round().long().clamp(16, 112)                  # p_0 + ŝ_k / Δt
     for (x, y), crop in zip(centres.tolist(), crops[0]):
@@ -175,11 +239,20 @@ def figure(models: dict[str, GTMSM], data: RevisitData, path: Path, index: int =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tier", choices=("smoke", "default", "full"), default="default")
-    parser.add_argument("--steps", type=int, default=None, help="Adam steps per model (default: by tier)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of gtmsm,nomemory,rssm")
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps per GTM-SM model (default: by tier)")
+    parser.add_argument("--rssm-steps", type=int, default=None, help="Adam steps of the RSSM (default: by tier)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--figures", action="store_true", help="write benchmarks/figures/gtmsm_revisit.png")
     parser.add_argument("--progress", action="store_true", help="show tqdm bars")
     args = parser.parse_args()
+    kinds = args.models.split(",")
+    for kind in kinds:
+        if kind not in MODELS:
+            raise SystemExit(f"--models: expected a subset of {', '.join(MODELS)}, got {kind!r}")
+    if args.figures and "gtmsm" not in kinds:
+        raise SystemExit("--figures: the figure shows GTM-SM's memory map, expected gtmsm in --models, "
+                         f"got {args.models!r}")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     steps = args.steps or by_budget(smoke=20, default=900, full=5000, tier=args.tier)
@@ -188,8 +261,11 @@ def main() -> None:
     print(f"data: {train.frames.shape[0]} training trajectories, {data.trajectories.frames.shape[0]} held-out; "
           f"{data.revisit.sum()} revisited steps ({time.perf_counter() - t0:.1f} s)", flush=True)
     results: dict[str, dict] = {}
-    models: dict[str, GTMSM] = {}
-    for name, memory in (("GTM-SM", True), ("memory=False", False)):
+    predictors: dict[str, PredictFn] = {}
+    gtmsm = None
+    for kind, name, memory in (("gtmsm", "GTM-SM", True), ("nomemory", "memory=False", False)):
+        if kind not in kinds:
+            continue
         torch.manual_seed(args.seed)
         model = GTMSM(GTMSMConfig(memory=memory))
         start = time.perf_counter()
@@ -197,11 +273,29 @@ def main() -> None:
                           GTMSMTrainConfig(num_steps=steps, seed=args.seed, progress=args.progress))
         seconds = time.perf_counter() - start
         model.eval()
-        scores = revisit_error(lambda xc, ac, af, m=model: m.predict(xc, ac, af, torch.Generator().manual_seed(0)),
-                               data)
+        predictors[name] = lambda xc, ac, af, m=model: m.predict(xc, ac, af, torch.Generator().manual_seed(0))
+        scores = revisit_error(predictors[name], data)
         results[name] = {**scores, "train_seconds": seconds, "final_elbo_per_pixel": sum(out.history[-20:]) / 20,
                          "step_size": float(model.step_size.detach()), "state_noise": float(model.state_noise.detach())}
-        models[name] = model
+        gtmsm = model if memory else gtmsm
+        print(name, results[name], flush=True)
+    rssm = rssm_settings(args.tier)
+    if args.rssm_steps is not None:
+        rssm["train"]["num_steps"] = args.rssm_steps
+    if "rssm" in kinds:
+        name = "RSSM (no memory)"
+        torch.manual_seed(args.seed)
+        model = make_world_model("rssm", action_dim=train.actions.shape[-1], reward_head=False, **rssm["model"])
+        start = time.perf_counter()
+        out = train_world_model(model, to_rssm_frames(train.frames), train.actions / MAX_SPEED, None,
+                                WorldModelTrainConfig(seed=args.seed, progress=args.progress, **rssm["train"]))
+        seconds = time.perf_counter() - start
+        model.eval()
+        predictors[name] = rssm_predictor(model, seed=0)
+        results[name] = {**revisit_error(predictors[name], data),
+                         "context_reconstruction": rssm_reconstruction_error(model, data), "train_seconds": seconds,
+                         "final_loss": sum(out.history[-20:]) / len(out.history[-20:]),
+                         "parameters": sum(p.numel() for p in model.parameters())}
         print(name, results[name], flush=True)
     train_mean = train.frames.float().mean((0, 1)) / 255.0
     for name, fn in (("mean frame (training set)", mean_frame_predictor(train_mean)),
@@ -210,21 +304,30 @@ def main() -> None:
         results[name] = revisit_error(fn, data)
         print(name, results[name], flush=True)
     wall = time.perf_counter() - t0
-    print()
-    print(f"tier {args.tier}, {steps} Adam steps per model, wall time {wall:.0f} s")
-    print(f"{'predictor':36s} {'revisit':>9s} {'return':>9s} {'away':>9s}")
-    for name, s in results.items():
-        print(f"{name:36s} {s['revisit']:9.4f} {s['return']:9.4f} {s['away']:9.4f}")
     out_dir = ROOT / "out" / "gtmsm"
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {"tier": args.tier, "steps": steps, "seed": args.seed, "wall_seconds": wall,
-              "train_trajectories": int(train.frames.shape[0]), "heldout": int(data.trajectories.frames.shape[0]),
-              "revisit_steps": int(data.revisit.sum()), "context": CONTEXT, "away": AWAY, "return": RETURN,
-              "model": asdict(GTMSMConfig())}
-    name = f"results_{args.tier}" + ("" if args.steps is None else f"_steps{steps}")
-    (out_dir / f"{name}.json").write_text(json.dumps({"config": config, "results": results}, indent=2))
+    path = out_dir / (f"results_{args.tier}" + ("" if args.steps is None else f"_steps{steps}")
+                      + ("" if args.rssm_steps is None else f"_rssmsteps{args.rssm_steps}") + ".json")
+    stored = json.loads(path.read_text()) if path.exists() else {"config": {}, "results": {}}
+    config = stored["config"]
+    config.update({"tier": args.tier, "seed": args.seed, "train_trajectories": int(train.frames.shape[0]),
+                   "heldout": int(data.trajectories.frames.shape[0]), "revisit_steps": int(data.revisit.sum()),
+                   "context": CONTEXT, "away": AWAY, "return": RETURN})
+    if "gtmsm" in kinds or "nomemory" in kinds:
+        config.update({"steps": steps, "wall_seconds": wall, "model": asdict(GTMSMConfig())})
+    if "rssm" in kinds:
+        config["rssm"] = {**rssm, "action_scale": 1.0 / MAX_SPEED, "reward_head": False, "wall_seconds": wall}
+    stored["results"].update(results)
+    path.write_text(json.dumps(stored, indent=2))
+    print()
+    print(f"tier {args.tier}, models {args.models}, wall time {wall:.0f} s; {path.relative_to(ROOT.parent)} "
+          "(stored entries of models not run kept)")
+    print(f"{'predictor':36s} {'revisit':>9s} {'return':>9s} {'away':>9s}")
+    for name, s in stored["results"].items():
+        print(f"{name:36s} {s['revisit']:9.4f} {s['return']:9.4f} {s['away']:9.4f}"
+              + ("" if name in results else "   (stored)"))
     if args.figures:
-        figure(models, data, ROOT / "figures" / "gtmsm_revisit.png")
+        figure(predictors, gtmsm, data, ROOT / "figures" / "gtmsm_revisit.png")
         print("figure: benchmarks/figures/gtmsm_revisit.png")
 
 
