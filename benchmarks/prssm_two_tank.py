@@ -17,7 +17,7 @@ Models: the linear-Gaussian SSM (state 2 and 4) fitted by maximum likelihood
 :func:`~mbrl_course.ssm.prssm.train_trajectory_model` for ``--steps`` Adam steps (default: the
 budget tier's), over ``--seeds`` training seeds. One torch thread.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/prssm_two_tank.py [--steps N] [--window 60] [--seeds 0,1,2]
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/prssm_two_tank.py [--steps N] [--window 60] [--seeds 0,1,2] [--bound elbo|iwae]
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=None, help="training sub-sequence length (default: TrajectoryTrainConfig's, 60)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--samples", type=int, default=200, help="free-run trajectories per sequence")
+    parser.add_argument("--bound", default="elbo", choices=("elbo", "iwae"),
+                        help="training objective (TrajectoryTrainConfig.bound): the ELBO or the importance-weighted bound")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = make_two_tank_data(16, 200, seed=0, test_sequences=16)
@@ -58,7 +60,7 @@ def main() -> None:
             model = cls(state_dim=4, output_dim=1, input_dim=1, recognition_steps=RECOGNITION)
             start = time.perf_counter()
             train_trajectory_model(model, data.train_inputs, data.train_outputs,
-                                   TrajectoryTrainConfig(num_steps=args.steps, subsequence_length=args.window, seed=seed,
+                                   TrajectoryTrainConfig(num_steps=args.steps, subsequence_length=args.window, seed=seed, bound=args.bound,
                                                progress=False))
             sim = model.simulate(data.test_inputs, data.test_outputs, args.samples,
                                  torch.Generator().manual_seed(1000 + seed))

@@ -242,6 +242,56 @@ def test_elbo_gradient_reaches_every_parameter(model_class):
             assert p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("model_class", [PRSSM, RandomParameterSSM])
+def test_importance_weighted_bound_is_the_elbo_at_one_sample_and_tighter_with_more(model_class):
+    """Burda et al. (2016): E[L_1] = ELBO and E[L_S] grows with S. Over 400 independent estimates each (float64):
+    the S = 1 bound's mean equals the ELBO's (analytic KL of s_0 vs the Monte Carlo weight p(s_0)/q(s_0)) within
+    4 standard errors; the S = 16 bound's mean lies above it by more than 4 standard errors."""
+    torch.manual_seed(0)
+    model = model_class(state_dim=2, output_dim=1, input_dim=1, recognition_steps=4).double()
+    u, y = torch.rand(2, 12, 1, dtype=F64), 0.3 + 0.1 * torch.rand(2, 12, 1, dtype=F64)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        def draws(bound, S):
+            return torch.stack([model.elbo(u, y, S, 5.0, gen, bound=bound).elbo for _ in range(400)])
+        elbo, iwae1, iwae16 = draws("elbo", 1), draws("iwae", 1), draws("iwae", 16)
+
+    def se(a, b):
+        return float((a.var() / a.numel() + b.var() / b.numel()).sqrt())
+    assert abs(float(iwae1.mean() - elbo.mean())) < 4 * se(iwae1, elbo), (float(iwae1.mean()), float(elbo.mean()))
+    assert float(iwae16.mean() - elbo.mean()) > 4 * se(iwae16, elbo), (float(iwae16.mean()), float(elbo.mean()))
+
+
+def test_importance_weighted_bound_shares_theta_within_a_sequence():
+    """The S samples of one sequence must share its θ (a log-mean-exp over independent θ's is no bound):
+    with (nearly) zero process noise and a fixed s_0, the S trajectories of a sequence coincide; without sharing they differ."""
+    torch.manual_seed(0)
+    model = RandomParameterSSM(state_dim=2, output_dim=1, input_dim=1, recognition_steps=3).double()
+    theta = model.transition.sample(2, torch.Generator().manual_seed(0))
+    tiled = model.tile_globals(theta, 3)
+    for name, w in tiled.items():
+        assert w.shape[0] == 6
+        torch.testing.assert_close(w[4], theta[name][0])          # trajectory n = i · B + b uses θ_b
+        torch.testing.assert_close(w[3], theta[name][1])
+    with torch.no_grad():
+        model.raw_process_std.fill_(-30.0)                        # q ≈ 0
+    model.encoder.forward = lambda obs, inputs: (torch.zeros(2, 2, dtype=F64), torch.full((2, 2), 1e-12, dtype=F64))
+    u, y = torch.rand(2, 10, 1, dtype=F64), torch.rand(2, 10, 1, dtype=F64)
+    shared, _, _ = model.sample_trajectories(u, y, 4, torch.Generator().manual_seed(2), shared_globals=True)
+    apart, _, _ = model.sample_trajectories(u, y, 4, torch.Generator().manual_seed(2))
+    same, different = (shared[1:] - shared[:1]).abs().max(), (apart[1:] - apart[:1]).abs().max()
+    assert same < 1e-3 and different > 30 * same, (float(same), float(different))  # q's floor 1e-5 leaves ~1e-4
+
+
+def test_bounds_are_checked():
+    model = PRSSM(recognition_steps=3)
+    u, y = torch.rand(2, 8, 1), torch.rand(2, 8, 1)
+    with pytest.raises(ValueError, match="bound"):
+        model.elbo(u, y, bound="iwea")
+    with pytest.raises(ValueError, match="config.bound"):
+        train_trajectory_model(model, u, y, TrajectoryTrainConfig(num_steps=1, bound="tight", progress=False))
+
+
 def test_training_steps_follow_the_budget_tier(monkeypatch):
     monkeypatch.setenv("MBRL_COURSE_BUDGET", "smoke")
     torch.manual_seed(0)

@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mbrl_course._checks import check_finite, check_positive_float, check_positive_int
+from mbrl_course._checks import check_choice, check_finite, check_positive_float, check_positive_int
 from mbrl_course.budget import by_budget
 from mbrl_course.ssm.training import ascent_steps, save_checkpoint
 
@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
+BOUNDS = ("elbo", "iwae")
+"""What :meth:`TrajectoryModel.elbo` can estimate: the doubly stochastic ELBO or its importance-weighted version"""
 
 
 # ------------------------------------------------------------------------------------- GP pieces
@@ -305,6 +307,11 @@ class TrajectoryModel(nn.Module):
         """KL of the global random variables (inducing outputs or weights) against their prior: scalar."""
         raise NotImplementedError
 
+    def tile_globals(self, globals_, repeats: int):
+        """Globals drawn for B trajectories, repeated for ``repeats`` samples each (trajectory n = i · B + b uses
+        those of b). The default suits globals that are not per trajectory (PR-SSM's chol(K_zz))."""
+        return globals_
+
     # --- shared
     @property
     def process_std(self) -> torch.Tensor:
@@ -347,14 +354,16 @@ class TrajectoryModel(nn.Module):
         check_finite("observations", observations)
 
     def sample_trajectories(self, inputs: torch.Tensor, observations: torch.Tensor, num_samples: int,
-                            generator: torch.Generator | None = None
+                            generator: torch.Generator | None = None, shared_globals: bool = False
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reparameterised ancestral samples of s_{0:T−1} from q (= free-run simulation after s_0).
 
         s_0 = m_0 + σ_0 ⊙ ε_0,   then for t = 1..T−1 with ŝ = (s_{t−1}, u_{t−1}):
         (μ, σ²) = moments of f(ŝ),   s_t = s_{t−1} + μ + √(σ² + q²) ⊙ ε_t   (one draw of f_t + ε_t).
 
-        ``inputs: (B, T, D_u)``, ``observations: (B, ≥L, D_y)`` (only the recognition window is used).
+        ``inputs: (B, T, D_u)``, ``observations: (B, ≥L, D_y)`` (only the recognition window is used);
+        ``shared_globals``: the S samples of one sequence share its draw of the global variables (one θ per
+        sequence instead of per trajectory), as the importance-weighted bound needs.
         Returns ``(states: (S, B, T, D_s), initial_mean: (B, D_s), initial_std: (B, D_s))``.
         """
         S = check_positive_int("num_samples", num_samples)
@@ -366,7 +375,8 @@ class TrajectoryModel(nn.Module):
         eps0 = torch.randn(S, B, self.state_dim, generator=generator, dtype=ref.dtype, device=ref.device)
         s = (m0 + sd0 * eps0).reshape(S * B, self.state_dim)          # trajectory n = i * B + b
         u = inputs.unsqueeze(0).expand(S, B, T, self.input_dim).reshape(S * B, T, self.input_dim)
-        globals_ = self.sample_transition_globals(S * B, generator)
+        globals_ = (self.tile_globals(self.sample_transition_globals(B, generator), S) if shared_globals
+                    else self.sample_transition_globals(S * B, generator))
         q2 = self.process_std.pow(2)
         states = [s]
         for t in range(1, T):
@@ -377,21 +387,42 @@ class TrajectoryModel(nn.Module):
         return torch.stack(states, 1).reshape(S, B, T, self.state_dim), m0, sd0
 
     def elbo(self, inputs: torch.Tensor, observations: torch.Tensor, num_samples: int = 8,
-             dataset_size: float = 1.0, generator: torch.Generator | None = None) -> ELBOTerms:
-        """ELBO = Σ_t E_q[log p(y_t | s_t)] − KL(q(s_0) || p(s_0)) − KL_global / dataset_size, per sequence.
+             dataset_size: float = 1.0, generator: torch.Generator | None = None, bound: str = "elbo") -> ELBOTerms:
+        """The doubly stochastic ELBO (``bound="elbo"``) or its importance-weighted version (``"iwae"``), per sequence.
 
-        log p(y_t | s_t) = log N(y_t; C s_t, diag r²), averaged over ``num_samples`` trajectories per sequence;
+        ``"elbo"`` (PR-SSM's): Σ_t E_q[log p(y_t | s_t)] − KL(q(s_0) || p(s_0)) − KL_global / dataset_size, with
+        log p(y_t | s_t) = log N(y_t; C s_t, diag r²) averaged over ``num_samples`` trajectories per sequence.
+        Jensen charges *every* sampled trajectory for its whole error, so the learned r grows until it covers
+        the spread of the trajectories too, and the predictive (trajectory spread + r) counts that spread twice.
+
+        ``"iwae"``: with S = ``num_samples`` trajectories s^i ~ q(s_0) p(s_{1:T} | s_0, f) (sharing the sequence's
+        globals) and weights w_i = p(Y | s^i) p(s_0^i) / q(s_0^i),
+        log (1/S) Σ_i w_i − KL_global / dataset_size, a lower bound on log p(Y) that is at least the ELBO in
+        expectation and equals it (in expectation) at S = 1 (Burda et al., 2016): only the trajectories that
+        explain the data need to, so r no longer pays for every sample's error. Here ``kl_initial`` is 0: the
+        initial state's term is inside the weights.
+
         ``dataset_size``: how many sequences like these the full data set holds (the global KL is paid once
         for all of them). ``inputs: (B, T, D_u)``, ``observations: (B, T, D_y)``. Returns :class:`ELBOTerms`.
         """
+        check_choice("bound", bound, BOUNDS)
         self.check_data(inputs, observations, full_length=True)
         inputs, observations = self._cast(inputs), self._cast(observations)
-        states, m0, sd0 = self.sample_trajectories(inputs, observations, num_samples, generator)
+        states, m0, sd0 = self.sample_trajectories(inputs, observations, num_samples, generator,
+                                                   shared_globals=bound == "iwae")
         y_mean = states[..., :self.output_dim]                                  # C s_t: (S, B, T, D_y)
         r = self.observation_std
         log_p = (-0.5 * ((observations - y_mean) / r).pow(2) - torch.log(r) - 0.5 * _LOG_2PI).sum((-2, -1))
-        log_likelihood = log_p.mean()                                           # over samples and sequences
-        kl_initial = diagonal_gaussian_kl(m0, sd0).mean()
+        if bound == "iwae":
+            s0 = states[:, :, 0]                                                # (S, B, D_s)
+            log_prior = (-0.5 * s0.pow(2) - 0.5 * _LOG_2PI).sum(-1)             # p(s_0) = N(0, I)
+            log_q = (-0.5 * ((s0 - m0) / sd0).pow(2) - torch.log(sd0) - 0.5 * _LOG_2PI).sum(-1)
+            log_w = log_p + log_prior - log_q                                   # (S, B)
+            log_likelihood = (torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])).mean()
+            kl_initial = torch.zeros((), dtype=log_w.dtype, device=log_w.device)
+        else:
+            log_likelihood = log_p.mean()                                       # over samples and sequences
+            kl_initial = diagonal_gaussian_kl(m0, sd0).mean()
         kl_global = self.global_kl()
         elbo = log_likelihood - kl_initial - kl_global / dataset_size
         return ELBOTerms(elbo=elbo, log_likelihood=log_likelihood, kl_initial=kl_initial, kl_global=kl_global)
@@ -461,6 +492,9 @@ class TrajectoryTrainConfig:
     """windows per step"""
     num_samples: int = 4
     """latent trajectories per window"""
+    bound: str = "elbo"
+    """"elbo" (PR-SSM's doubly stochastic ELBO) or "iwae" (importance-weighted over the trajectories: calibrated
+    intervals, see :meth:`TrajectoryModel.elbo` and benchmarks/RESULTS.md)"""
     learning_rate: float = 0.01
     """Adam step size"""
     seed: int = 0
@@ -507,6 +541,7 @@ def train_trajectory_model(model: TrajectoryModel, inputs: torch.Tensor, observa
                                 if cfg.subsequence_length is not None else min(60, T))
     batch = check_positive_int("config.batch_size", cfg.batch_size)
     check_positive_int("config.num_samples", cfg.num_samples)
+    check_choice("config.bound", cfg.bound, BOUNDS)
     lr = check_positive_float("config.learning_rate", cfg.learning_rate)
     if window < model.recognition_steps or window > T:
         raise ValueError(f"config.subsequence_length: expected between recognition_steps = "
@@ -539,7 +574,7 @@ def train_trajectory_model(model: TrajectoryModel, inputs: torch.Tensor, observa
         idx = start[:, None] + offsets                                        # (batch, window)
         u = inputs[seq[:, None], idx]
         y = observations[seq[:, None], idx]
-        return model.elbo(u, y, cfg.num_samples, dataset_size, gen).elbo / window  # ELBO per time step
+        return model.elbo(u, y, cfg.num_samples, dataset_size, gen, cfg.bound).elbo / window  # per time step
 
     ascent_steps(objective, list(model.parameters()), optimizer, range(first, steps), trace, grad_clip=None,
                  progress=cfg.progress, desc=type(model).__name__, checkpoint=checkpoint, checkpoint_every=every,

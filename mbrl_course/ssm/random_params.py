@@ -101,6 +101,10 @@ class RandomParameterSSM(TrajectoryModel):
         """One θ ~ q(θ) per trajectory, held for all its steps."""
         return self.transition.sample(num_trajectories, generator)
 
+    def tile_globals(self, globals_: dict[str, torch.Tensor], repeats: int) -> dict[str, torch.Tensor]:
+        """θ_b of B sequences, repeated so that trajectory n = i · B + b uses θ_b: each weight (repeats · B, ...)."""
+        return {name: w.repeat(repeats, *([1] * (w.ndim - 1))) for name, w in globals_.items()}
+
     def transition_moments(self, gp_inputs: torch.Tensor, globals_) -> tuple[torch.Tensor, torch.Tensor]:
         """f_θ(ŝ) is deterministic given θ: mean f_θ(ŝ), variance 0 (only the process noise q² is added)."""
         mean = self.transition(gp_inputs, globals_)
