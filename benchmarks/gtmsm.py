@@ -52,6 +52,7 @@ from mbrl_course.budget import by_budget
 from mbrl_course.ssm.gtmsm import GTMSM, GTMSMConfig, GTMSMTrainConfig, train_gtmsm
 from mbrl_course.ssm.rssm import RecurrentSSM, WorldModelTrainConfig, make_world_model, train_world_model
 from mbrl_course.ssm.worlds import Trajectories, World, explore, home_boxes, make_world, revisit_trajectories
+from mbrl_course.viz.recurrent_ssm import paste_memory_map
 
 ROOT = Path(__file__).resolve().parent
 HOME = 24.0
@@ -221,14 +222,9 @@ def figure(predictors: dict[str, PredictFn], gtmsm: GTMSM, data: RevisitData, pa
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("the world (true) and the trajectory", fontsize=9)
     positions, crops = gtmsm.memory_map(xc, ac, torch.Generator().manual_seed(0))
-    canvas, weight = torch.zeros(3, 128, 128), torch.zeros(1, 128, 128)
-    centres = (positions[0] + pos[0]).round().long().clamp(16, 112)                  # p_0 + ŝ_k / Δt
-    for (x, y), crop in zip(centres.tolist(), crops[0]):
-        canvas[:, y - 16:y + 16, x - 16:x + 16] += crop
-        weight[:, y - 16:y + 16, x - 16:x + 16] += 1
-    canvas = torch.where(weight > 0, canvas / weight.clamp_min(1), torch.ones_like(canvas))
+    canvas = paste_memory_map(positions[0] + pos[0], crops[0], size=world.shape[0])  # at p_0 + ŝ_k / Δt
     ax = fig.add_subplot(grid[len(rows):, len(steps) // 2:])
-    ax.imshow(canvas.permute(1, 2, 0).clamp(0, 1).numpy())
+    ax.imshow(canvas.clip(0, 1))
     ax.set_title("the map rebuilt from memory: decoded ẑ_k pasted at p_0 + ŝ_k/Δt", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
