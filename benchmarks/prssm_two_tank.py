@@ -17,7 +17,7 @@ Models: the linear-Gaussian SSM (state 2 and 4) fitted by maximum likelihood
 :func:`~mbrl_course.ssm.prssm.train_trajectory_model` for ``--steps`` Adam steps (default: the
 budget tier's), over ``--seeds`` training seeds. One torch thread.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/prssm_two_tank.py [--steps N] [--window 60] [--seeds 0,1,2] [--bound elbo|iwae]
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/prssm_two_tank.py [--steps N] [--window 60] [--seeds 0,1,2] [--bound elbo|iwae] [--calibrate]
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="free-run trajectories per sequence")
     parser.add_argument("--bound", default="elbo", choices=("elbo", "iwae"),
                         help="training objective (TrajectoryTrainConfig.bound): the ELBO or the importance-weighted bound")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="after training, refit r to the free-run predictive of the training sequences "
+                             "(TrajectoryModel.calibrate_observation_noise)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = make_two_tank_data(16, 200, seed=0, test_sequences=16)
@@ -62,6 +65,10 @@ def main() -> None:
             train_trajectory_model(model, data.train_inputs, data.train_outputs,
                                    TrajectoryTrainConfig(num_steps=args.steps, subsequence_length=args.window, seed=seed, bound=args.bound,
                                                progress=False))
+            if args.calibrate:
+                r = model.calibrate_observation_noise(data.train_inputs, data.train_outputs,
+                                                      generator=torch.Generator().manual_seed(2000 + seed))
+                print(f"{name} seed {seed}: r calibrated to {r.tolist()}", flush=True)
             sim = model.simulate(data.test_inputs, data.test_outputs, args.samples,
                                  torch.Generator().manual_seed(1000 + seed))
             rows.append((name, seed, free_run_scores(sim.samples, data.test_outputs, RECOGNITION),

@@ -322,6 +322,51 @@ def test_training_checkpoint_resume_gives_the_same_run(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=name)
 
 
+def _fixed_trajectories(model, states):
+    """Make ``model.sample_trajectories`` return ``states`` (S, B, T, D_s) whatever it is asked."""
+    def sample(inputs, observations, num_samples, generator=None, shared_globals=False):
+        return states, None, None
+    model.sample_trajectories = sample
+
+
+def test_calibrated_noise_is_the_maximum_likelihood_r_of_the_free_run_mixture():
+    torch.manual_seed(0)
+    model = RandomParameterSSM(state_dim=2, output_dim=1, input_dim=1, recognition_steps=3, hidden=4).double()
+    B, T, L = 3, 12, 3
+    u, y = torch.randn(B, T, 1, dtype=F64), torch.randn(B, T, 1, dtype=F64)
+    # identical trajectories: the mixture is one Gaussian, the maximum-likelihood r is the RMS residual after L
+    states = torch.randn(1, B, T, 2, dtype=F64).expand(5, B, T, 2)
+    _fixed_trajectories(model, states)
+    r = model.calibrate_observation_noise(u, y, num_samples=5)
+    rms = (y[:, L:] - states[0, :, L:, :1]).pow(2).mean().sqrt()
+    torch.testing.assert_close(r, rms.reshape(1), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(model.observation_std.detach(), r)
+    # spread-out trajectories: the maximiser of the mixture likelihood, found by brute-force grid search
+    states = torch.randn(4, B, T, 2, dtype=F64)
+    _fixed_trajectories(model, states)
+    r = model.calibrate_observation_noise(u, y, num_samples=4)
+    grid = torch.linspace(0.05, 2.0, 4000, dtype=F64)
+    residual = (y[:, L:] - states[:, :, L:, :1]).unsqueeze(-1)         # (S, B, T-L, 1, 1)
+    log_n = Normal(0.0, grid).log_prob(residual)                      # (S, B, T-L, 1, G)
+    score = (torch.logsumexp(log_n, 0) - math.log(4)).mean((0, 1, 2))
+    best = grid[score.argmax()]
+    assert abs(float(r) - float(best)) < 2e-3, (float(r), float(best))
+    assert float(r) < rms_all(y, states, L)                            # narrower than ignoring the spread
+
+
+def rms_all(y, states, start):
+    """RMS of every trajectory's residual: what a single Gaussian around each sample would need."""
+    return float((y[:, start:] - states[:, :, start:, :1]).pow(2).mean().sqrt())
+
+
+def test_calibration_refuses_bad_input():
+    model = RandomParameterSSM(state_dim=2, output_dim=1, input_dim=1, recognition_steps=3, hidden=4)
+    with pytest.raises(ValueError, match="observations: expected more than recognition_steps"):
+        model.calibrate_observation_noise(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1))
+    with pytest.raises(ValueError, match="max_iter"):
+        model.calibrate_observation_noise(torch.zeros(2, 6, 1), torch.zeros(2, 6, 1), max_iter=0)
+
+
 def test_free_run_scores_on_a_calibrated_forecast():
     """Samples and targets from the same N(0, 1): RMSE ≈ 1, NLL ≈ ½ log 2πe, coverage ≈ 0.95."""
     gen = torch.Generator().manual_seed(0)
@@ -357,6 +402,8 @@ def test_beats_the_linear_ssm_on_free_run_rmse_with_calibrated_intervals(tanks, 
     result = train_trajectory_model(model, tanks.train_inputs, tanks.train_outputs,
                                     TrajectoryTrainConfig(num_steps=steps, subsequence_length=window, progress=False))
     assert result.elbos[-20:].mean() > result.elbos[:20].mean()                # the ELBO climbed
+    model.calibrate_observation_noise(tanks.train_inputs, tanks.train_outputs,
+                                      generator=torch.Generator().manual_seed(2))   # on the training sequences
     sim = model.simulate(tanks.test_inputs, tanks.test_outputs, 200, torch.Generator().manual_seed(1))
     assert sim.samples.shape == (200, 8, 200, 1) and sim.mean.shape == (8, 200, 1)
     assert (sim.lower <= sim.mean).all() and (sim.mean <= sim.upper).all()
