@@ -10,10 +10,25 @@ Every learner has the same face, so the loops need not know which one they hold:
 - ``state_dict()`` / ``load_state_dict()`` for checkpoints, and a ``nonfinite`` flag that turns True
   when a loss became NaN/inf.
 
+Dreamer's :class:`ImaginationActorCritic` has the same ``act``/``state_dict``/``nonfinite`` face, but its
+``update(model, start_state)`` learns from trajectories the world model imagines from posterior states
+(``rl/actor_critic.py``: λ-returns, the actor's loss by backpropagation through the imagination, the value's
+regression onto λ-returns).
+
 PILCO's policies are not learners of this kind but deterministic controllers with exact moments at a
 Gaussian input: :class:`LinearController` and :class:`RBFController` (``rl/controllers.py``).
 """
 
+from mbrl_course.rl.actor_critic import (
+    ActorCriticConfig,
+    ImaginationActorCritic,
+    ImaginedLosses,
+    actor_loss,
+    discount_weights,
+    lambda_returns,
+    lambda_returns_vectorised,
+    value_loss,
+)
 from mbrl_course.rl.controllers import LinearController, RBFController, SquashedController
 from mbrl_course.rl.networks import (
     ActionBox,
@@ -33,4 +48,6 @@ __all__ = [
     "Trajectories", "generalized_advantages",
     "SAC", "SACConfig", "REINFORCE", "REINFORCEConfig", "PPO", "PPOConfig",
     "LinearController", "RBFController", "SquashedController",
+    "ActorCriticConfig", "ImaginationActorCritic", "ImaginedLosses",
+    "actor_loss", "discount_weights", "lambda_returns", "lambda_returns_vectorised", "value_loss",
 ]

@@ -35,7 +35,9 @@ slide's indexing) was taken and the reward ``rewards[:, t]`` received. The state
 ``observe(frames, actions) -> (posterior states, prior states)`` over whole sequences; ``observe_step(state,
 action, frame)`` for acting online; ``imagine(initial_state, actions=... | policy=..., horizon=...)`` open loop and
 differentiable (reparameterised samples); ``reward(features)``; ``decode(features)``. Latent overshooting
-(PlaNet section 4) is ``loss(..., overshooting_distance=D)``. :func:`train_world_model` fits any of them;
+(PlaNet section 4) is ``loss(..., overshooting_distance=D)``. ``WorldModelConfig(representation="contrastive")``
+is Dreamer's contrastive variant: a noise-contrastive bound (:func:`contrastive_bound`) replaces the reconstruction
+term, the decoder learning on stop-gradient features for the pictures only. :func:`train_world_model` fits any of them;
 :func:`open_loop_prediction` is the video-prediction benchmark's predictor. Everything is batched over leading
 dimensions and runs on the device of the model's parameters.
 """
@@ -66,6 +68,7 @@ from mbrl_course.ssm.training import save_checkpoint
 
 LOG_2PI = math.log(2.0 * math.pi)
 KINDS = ("rnn", "ssm", "vrnn", "rssm")
+REPRESENTATIONS = ("reconstruction", "contrastive")
 
 
 # ----------------------------------------------------------------------------------------------- the latent state
@@ -100,6 +103,14 @@ class LatentState:
     def _values(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self))
 
+    def repeat(self, n: int) -> LatentState:
+        """The state of a single batch element (leading shape () or (1,)) copied ``n`` times: leading shape (n,)."""
+        n = check_positive_int("n", n)
+        if self.s.ndim > 2 or (self.s.ndim == 2 and self.s.shape[0] != 1):
+            raise ValueError(f"state: expected one state (s of shape (S,) or (1, S)), got s of shape {tuple(self.s.shape)}")
+        return LatentState(*(None if v is None else v.reshape(-1).expand(n, v.shape[-1])
+                             for v in self._values()))
+
     def detach(self) -> LatentState:
         """A copy cut from the graph (e.g. Dreamer's starting states)."""
         return LatentState(*(None if v is None else v.detach() for v in self._values()))
@@ -123,6 +134,28 @@ def gaussian_kl(mean_q: torch.Tensor, std_q: torch.Tensor, mean_p: torch.Tensor,
     """KL(N(μ_q, diag σ_q²) || N(μ_p, diag σ_p²)) = Σ_i [log σ_p,i/σ_q,i + (σ_q,i² + (μ_q,i − μ_p,i)²) / (2σ_p,i²) − ½]: (...)."""
     var_ratio = (std_q / std_p).square()
     return 0.5 * (var_ratio + ((mean_q - mean_p) / std_p).square() - 1.0 - var_ratio.log()).sum(-1)
+
+
+def contrastive_bound(samples: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The InfoNCE bound of each pair n of a batch, the other N − 1 pairs as negatives:
+
+        log q(x_n | y_n) − log (1/N) Σ_{m=1}^N q(x_n | y_m),   log q(x_n | y_m) = log N(x_n | μ_m, diag σ_m²),
+
+    ≤ log N (the positive is among the N terms of the mean), and log N + E[·] bounds the mutual information
+    I(x; y) from below, tighter with larger batches. The N × N log-densities come from matrix products,
+    Σ_i (x_ni − μ_mi)² / σ_mi² = Σ_i x_ni² P_mi − 2 Σ_i x_ni μ_mi P_mi + Σ_i μ_mi² P_mi with P = 1/σ²,
+    so memory is O(N² + N d), not O(N² d). ``samples: (N, d)`` x_n, ``mean, std: (N, d)`` (μ_m, σ_m) of q(· | y_m).
+    Returns (N,).
+    """
+    if samples.ndim != 2 or tuple(mean.shape) != tuple(samples.shape) or tuple(std.shape) != tuple(samples.shape):
+        raise ValueError(f"samples, mean, std: expected three tensors of one shape (N, d), got "
+                         f"{tuple(samples.shape)}, {tuple(mean.shape)}, {tuple(std.shape)}")
+    N, d = samples.shape
+    precision = std.square().reciprocal()  # P_m: (N, d)
+    squared = (samples.square() @ precision.T - 2.0 * samples @ (mean * precision).T
+               + (mean.square() * precision).sum(-1))  # [n, m] = Σ_i (x_ni − μ_mi)² / σ_mi²: (N, N)
+    log_q = -0.5 * squared - std.log().sum(-1) - 0.5 * d * LOG_2PI  # [n, m] = log q(x_n | y_m)
+    return log_q.diagonal() - torch.logsumexp(log_q, -1) + math.log(N)
 
 
 def unit_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, event_dims: int) -> torch.Tensor:
@@ -159,6 +192,9 @@ class WorldModelConfig:
     """True (VRNN): the recurrence reads φ(y_{t-1})"""
     reward_head: bool = True
     """learn p(r_t | s_t, h_t)"""
+    representation: str = "reconstruction"
+    """what trains the representation: "reconstruction", the ELBO's log p(y_t | s_t, h_t); "contrastive", Dreamer's
+    noise-contrastive bound (:func:`contrastive_bound`), the decoder then learning on stop-gradient features"""
 
 
 class RecurrentSSM(nn.Module):
@@ -200,6 +236,9 @@ class RecurrentSSM(nn.Module):
         self.prior_net = mlp(context, 2 * S, (hidden,), nn.ELU)
         self.posterior_net = mlp(context + E, 2 * S, (hidden,), nn.ELU)
         self.reward_net = mlp(H + S, 1, (hidden, hidden), nn.ELU) if cfg.reward_head else None
+        self.representation = check_choice("representation", cfg.representation, REPRESENTATIONS)
+        # q(x_t | y_t) = N(μ(e_t), diag σ(e_t)²) over the features x_t = [h_t, s_t]: the contrastive variant's state model
+        self.contrastive_net = mlp(E, 2 * (H + S), (hidden,), nn.ELU) if self.representation == "contrastive" else None
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -332,18 +371,24 @@ class RecurrentSSM(nn.Module):
 
     def observe(self, frames: torch.Tensor, actions: torch.Tensor | None,
                 initial_state: LatentState | None = None,
-                generator: torch.Generator | None = None) -> tuple[LatentState, LatentState]:
+                generator: torch.Generator | None = None,
+                embeddings: torch.Tensor | None = None) -> tuple[LatentState, LatentState]:
         """Filter a batch of sequences: q(s_t | h_t, e_t) and p(s_t | h_t) for t = 1..T.
 
         ``frames: (B, T, 64, 64, 3)`` uint8 (or vectors ``(B, T, dy)``), ``actions: (B, T, A)`` (``actions[:, t]`` led to
-        ``frames[:, t]``), ``initial_state`` (B, ·) (None: zeros). Returns (posterior states, prior states), each
+        ``frames[:, t]``), ``initial_state`` (B, ·) (None: zeros), ``embeddings: (B, T, E)`` e_{1:T} = enc(frames) when
+        the caller has them already (None: computed here). Returns (posterior states, prior states), each
         (B, T, ·); the prior at t is the one-step prediction from the posterior at t-1.
         """
         self.check_observations("frames", frames, 2)
         B, T = frames.shape[:2]
         actions = self._check_actions(actions, (B, T))
         state = self.initial_state(B) if initial_state is None else initial_state
-        embeddings = self.embed(frames)  # e_{1:T}, all frames at once
+        if embeddings is None:
+            embeddings = self.embed(frames)  # e_{1:T}, all frames at once
+        elif tuple(embeddings.shape) != (B, T, self.embed_size):
+            raise ValueError(f"embeddings: expected shape {(B, T, self.embed_size)} (enc of frames), "
+                             f"got {tuple(embeddings.shape)}")
         posts, priors = [], []
         for t in range(T):
             state, prior = self._filter(state, None if actions is None else actions[:, t], embeddings[:, t], generator)
@@ -443,6 +488,12 @@ class RecurrentSSM(nn.Module):
         The multi-step terms average over their valid steps (t ≥ d − 1). ``frames: (B, T, 64, 64, 3)`` uint8 (or
         ``(B, T, dy)``), ``actions: (B, T, A)``, ``rewards: (B, T)`` (None: no reward term). Free nats clamp each
         step's KL summed over the latent dimensions (not applied to a deterministic model).
+
+        With ``representation="contrastive"`` (Dreamer's appendix) the reconstruction term is replaced by the
+        noise-contrastive bound of :meth:`contrastive` (the other B·T − 1 frames of the batch are the negatives), and
+        the decoder is still fitted, but on sg([h_t, s_t]) (stop-gradient): its term reaches the decoder only, so the
+        representation is learned from the NCE bound, the rewards and the KL alone, and the decoder is there for the
+        pictures (reconstructions, imagined frames). ``reconstruction`` then holds that decoder's log-likelihood.
         """
         free = check_positive_float("free_nats", free_nats, allow_zero=True) if self.stochastic else 0.0
         D = check_positive_int("overshooting_distance", overshooting_distance, allow_zero=True)
@@ -452,10 +503,13 @@ class RecurrentSSM(nn.Module):
         if D > T:
             raise ValueError(f"overshooting_distance: expected at most the sequence length T = {T} "
                              f"(frames has {T} steps), got {D}")
-        posterior, prior = self.observe(frames, actions, generator=generator)
+        contrastive = self.contrastive_net is not None
+        embeddings = self.embed(frames) if contrastive else None  # e_{1:T}, shared by the filter and the NCE head
+        posterior, prior = self.observe(frames, actions, generator=generator, embeddings=embeddings)
         features = posterior.features
         target = as_images(frames).to(features.dtype) if self.pixels else frames
-        reconstruction = unit_gaussian_log_prob(target, self.decode(features), 3 if self.pixels else 1)
+        decoded = self.decode(features.detach() if contrastive else features)
+        reconstruction = unit_gaussian_log_prob(target, decoded, 3 if self.pixels else 1)
         reward_ll = torch.zeros_like(reconstruction)
         if rewards is not None:
             if tuple(rewards.shape) != (B, T):
@@ -472,8 +526,32 @@ class RecurrentSSM(nn.Module):
             kl_loss = (per_d * per_d.new_tensor(weights)).sum() / D
         else:
             kl_loss = kl.clamp_min(free).mean()
-        total = -(reconstruction.mean() + reward_ll.mean()) + kl_loss
-        return WorldModelLoss(total, reconstruction, reward_ll, kl, overshooting, posterior, prior)
+        nce = None
+        if contrastive:
+            # E[log q(x_t | y_t) − log (1/BT) Σ_{y'} q(x_t | y')] replaces E[log p(y_t | x_t)] for the representation;
+            # the decoder's term (on sg(x_t)) trains the decoder alone
+            nce = self.contrastive(features, embeddings)
+            total = -(nce.mean() + reconstruction.mean() + reward_ll.mean()) + kl_loss
+        else:
+            total = -(reconstruction.mean() + reward_ll.mean()) + kl_loss
+        return WorldModelLoss(total, reconstruction, reward_ll, kl, overshooting, posterior, prior, nce)
+
+    def contrastive(self, features: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Dreamer's noise-contrastive bound per step, the other frames of the batch as negatives:
+
+            log q(x_t | y_t) − log (1/N) Σ_{y'} q(x_t | y'),   q(x | y) = N(x | μ(e), diag σ(e)²), e = enc(y),
+
+        x_t = [h_t, s_t] the posterior features, the sum over all N = B·T frames y' of the batch (y_t among them).
+        ``features: (B, T, H+S)``, ``embeddings: (B, T, E)``. Returns (B, T), each ≤ log N
+        (:func:`contrastive_bound`). Needs a model built with ``representation="contrastive"``.
+        """
+        if self.contrastive_net is None:
+            raise ValueError("contrastive: this model was built with representation='reconstruction'; build it with "
+                             "representation='contrastive'")
+        mean, std = self._gaussian(self.contrastive_net(embeddings))
+        lead = features.shape[:-1]
+        d = features.shape[-1]
+        return contrastive_bound(features.reshape(-1, d), mean.reshape(-1, d), std.reshape(-1, d)).reshape(lead)
 
 
 @dataclass
@@ -506,10 +584,14 @@ class WorldModelLoss:
     """the posterior states (B, T, ·)"""
     prior: LatentState
     """the one-step prior states (B, T, ·)"""
+    contrastive: torch.Tensor | None = None
+    """the noise-contrastive bound log q(x_t | y_t) − log (1/BT) Σ_{y'} q(x_t | y'): (B, T) (contrastive models only)"""
 
     @property
     def elbo(self) -> torch.Tensor:
-        """Σ_t [log p(y_t | ·) + log p(r_t | ·) − KL_t] per sequence, no free nats, no overshooting: (B,)."""
+        """Σ_t [log p(y_t | ·) + log p(r_t | ·) − KL_t] per sequence, no free nats, no overshooting: (B,).
+
+        (For a contrastive model this is the ELBO of its visualisation decoder, which the representation ignores.)"""
         return (self.reconstruction + self.reward - self.kl).sum(-1)
 
 
@@ -732,6 +814,7 @@ __all__ = [
     "WorldModelLoss",
     "WorldModelTrainConfig",
     "WorldModelTrainResult",
+    "contrastive_bound",
     "gaussian_kl",
     "make_world_model",
     "open_loop_prediction",
