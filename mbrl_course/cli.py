@@ -6,6 +6,8 @@
     mbrl-course train sac --env InvertedPendulum-v5 --episodes 50 --out runs/sac     (SAC alone, no model)
     mbrl-course train mbmf-ft --env mbrl_course/CartPoleSwingUp-v0 --episodes 125 --out runs/mbmf-ft
                                                    (15 MPC episodes -> 10 DAgger -> PPO)
+    mbrl-course train planet --env Pendulum-v1 --pixels --out runs/planet   (MPC in an RSSM's latent space, from frames)
+    mbrl-course train dreamer --env mbrl_course/CartPoleSwingUp-v0 --pixels --out runs/dreamer   (Dyna in it)
     mbrl-course evaluate runs/pets
     mbrl-course compare runs/pets runs/mbmf --out compare.png
     mbrl-course budget
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train an agent, writing returns.csv, learning_curve.png, checkpoint.pt")
     tr.add_argument("algo", choices=sorted(ALGORITHMS),
-                    help="which agent: pets, mbmf (MPC loop); mbpo, sac, pilco, deep-pilco (Dyna loop); mbmf-ft (MPC -> DAgger -> PPO)")
+                    help="which agent: pets, mbmf, planet (MPC loop); mbpo, sac, pilco, deep-pilco, dreamer (Dyna loop); "
+                         "mbmf-ft (MPC -> DAgger -> PPO)")
     tr.add_argument("--env", default="Pendulum-v1", choices=SUPPORTED_ENVS, help="gymnasium env id")
     tr.add_argument("--episodes", type=int, default=10, help="interaction budget τ in episodes (default 10)")
     tr.add_argument("--max-episode-steps", type=int, default=None,
@@ -56,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = tr.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
+    tr.add_argument("--pixels", action="store_true",
+                    help="observe 64x64x3 frames (with the env's action repeat) instead of the state; planet and "
+                         "dreamer need it, the other agents refuse it")
     tr.add_argument("--no-render", action="store_true", help="do not record rollout.gif")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -124,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows = train(args.algo, args.env, episodes=args.episodes, out=out, seed=args.seed, device=args.device,
                          tier=args.budget, overrides=overrides, resume=args.resume, overwrite=args.overwrite,
-                         record=not args.no_render, progress=not args.quiet, env_kwargs=env_kwargs)
+                         record=not args.no_render, progress=not args.quiet, env_kwargs=env_kwargs,
+                         pixels=args.pixels)
         except (ValueError, FileExistsError) as err:
             parser.error(str(err))
         except FloatingPointError as err:  # a diverging loss: the message says where the last good checkpoint is

@@ -55,6 +55,8 @@ def test_train_evaluate_compare_end_to_end(tmp_path):
         (["train", "mbpo", "--set", "ensemble_size=7"], "it moved to 'model.ensemble_size'"),
         (["train", "mbpo", "--set", "learner.lr=fast"], "learner.lr expects a number"),
         (["evaluate", "/nonexistent/run"], "checkpoint.pt"),
+        (["train", "pets", "--pixels"], "--pixels works with planet, dreamer"),
+        (["train", "dreamer"], "dreamer learns from 64×64×3 frames; pass --pixels"),
     ],
 )
 def test_bad_arguments_give_clear_errors(args, needle, capsys):

@@ -11,6 +11,10 @@
   optimised through particle rollouts) — an episodic learner in the Dyna loop.
 - :func:`mbmf_ft_loop` — MBMF's hand-over: the MPC loop, then the Dyna loop with a learner that clones
   the MPC controller into a policy by DAgger and fine-tunes it by PPO.
+- PlaNet (:func:`make_planet`: an RSSM learned from pixels + CEM over its latent imagination) — the MPC loop
+  in a latent space; Dreamer (:func:`make_dreamer`: the RSSM + :class:`DreamerLearner`, actor-critic in
+  imagination) — the Dyna loop in it. What both share (:class:`WorldModelLearner`, :class:`LatentFilter`) is
+  in :mod:`~mbrl_course.agents.latent`.
 - :mod:`~mbrl_course.agents.configs` — the parts the agents' configs are composed of (model, fit, planner).
 
 Runs on disk (``train``, ``evaluate``: CSVs, checkpoints, figures) live a layer above, in :mod:`mbrl_course.runs`.
@@ -24,6 +28,7 @@ from mbrl_course.agents.configs import (
     RandomShootingConfig,
 )
 from mbrl_course.agents.deep_pilco import DeepPILCOConfig, DeepPILCOLearner, make_deep_pilco
+from mbrl_course.agents.dreamer import DreamerConfig, DreamerLearner, dreamer_loop_kwargs, make_dreamer
 from mbrl_course.agents.dyna import (
     DynaAgent,
     GreedyActor,
@@ -32,6 +37,7 @@ from mbrl_course.agents.dyna import (
     dyna_loop,
     imagine_rollouts,
 )
+from mbrl_course.agents.latent import LatentFilter, WorldModelLearner
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFineTuner, MBMFFTConfig, PolicyRecorder, make_mbmf_ft, mbmf_ft_loop
 from mbrl_course.agents.mbpo import MBPOConfig, MBPOLearner, make_mbpo, rollout_length
@@ -45,6 +51,7 @@ from mbrl_course.agents.mpc import (
     run_episode,
 )
 from mbrl_course.agents.pets import PETSConfig, make_pets
+from mbrl_course.agents.planet import PlaNetAgent, PlaNetConfig, make_planet
 from mbrl_course.agents.sac import SACAgentConfig, make_sac
 
 __all__ = [
@@ -55,6 +62,8 @@ __all__ = [
     "DeepPILCOConfig", "DeepPILCOLearner", "make_deep_pilco",
     "MBMFFTConfig", "MBMFFineTuner", "PolicyRecorder", "make_mbmf_ft", "mbmf_ft_loop",
     "EnsembleConfig", "DeltaMLPConfig", "FitConfig", "CEMConfig", "RandomShootingConfig",
+    "PlaNetAgent", "PlaNetConfig", "make_planet", "DreamerConfig", "DreamerLearner", "dreamer_loop_kwargs",
+    "make_dreamer", "LatentFilter", "WorldModelLearner",
 ]
 
 _MOVED_TO_RUNS = ("ALGORITHMS", "make_config", "train", "evaluate", "load_run", "summarize")

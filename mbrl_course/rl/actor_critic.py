@@ -345,7 +345,7 @@ class ImaginationActorCritic:
         if model.reward_net is None:
             raise ValueError("model: expected a world model with a reward head (reward_head=True), got none")
         device = next(model.parameters()).device
-        if device != self.device:
+        if device.type != self.device.type or (self.device.index is not None and device.index != self.device.index):
             raise ValueError(f"model: expected a world model on the learner's device {self.device}, got one on {device}")
 
     # ------------------------------------------------------------------ acting

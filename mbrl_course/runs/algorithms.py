@@ -1,7 +1,9 @@
 """The named algorithms a run can train, and their configs with command-line settings applied.
 
 Each named algorithm (:data:`ALGORITHMS`) is a config, a builder and the loop that runs it: the MPC
-loop (PETS, MBMF), the Dyna loop (MBPO, SAC alone, PILCO, Deep PILCO) or MBMF's fine-tuning (MPC → DAgger → PPO).
+loop (PETS, MBMF, PlaNet), the Dyna loop (MBPO, SAC alone, PILCO, Deep PILCO, Dreamer) or MBMF's
+fine-tuning (MPC → DAgger → PPO). PlaNet and Dreamer learn from 64×64×3 frames (``pixels``): their runs
+use the pixel env and an :class:`~mbrl_course.data.EpisodeBuffer` of uint8 frames.
 :func:`make_config` gives its config for a compute tier with ``--set`` settings applied; a setting's
 key is its path in the composed config (``planner.horizon``, ``learner.lr``, ``model.ensemble_size``).
 """
@@ -14,16 +16,20 @@ from typing import Any
 
 from mbrl_course._checks import check_choice
 from mbrl_course.agents.deep_pilco import DeepPILCOConfig, deep_pilco_loop_kwargs, make_deep_pilco
+from mbrl_course.agents.dreamer import DreamerConfig, dreamer_loop_kwargs, make_dreamer
+from mbrl_course.agents.latent import pixel_buffer
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFTConfig, make_mbmf_ft, mbmf_ft_loop_kwargs
 from mbrl_course.agents.mbpo import MBPOConfig, make_mbpo, mbpo_loop_kwargs
 from mbrl_course.agents.pets import PETSConfig, make_pets
 from mbrl_course.agents.pilco import PILCOConfig, make_pilco, pilco_loop_kwargs
+from mbrl_course.agents.planet import PlaNetConfig, make_planet
 from mbrl_course.agents.sac import SACAgentConfig, make_sac, sac_loop_kwargs
 from mbrl_course.budget import Tier
+from mbrl_course.data import ReplayBuffer
 from mbrl_course.runs.settings import apply_overrides
 
-__all__ = ["ALGORITHMS", "Algorithm", "make_config"]
+__all__ = ["ALGORITHMS", "Algorithm", "PIXEL_ALGORITHMS", "make_config"]
 
 
 def _mpc_loop_kwargs(config) -> dict[str, Any]:
@@ -43,6 +49,16 @@ _PILCO_TRIALS = {"mbrl_course/CartPoleSwingUp-v0": {"max_episode_steps": 40}}  #
 
 def _seeded_by_steps(loop_kwargs: Mapping[str, Any], rows: list[dict[str, float]]) -> int:
     return sum(1 for row in rows if row["env_steps"] <= loop_kwargs["seed_steps"])
+
+
+def _transition_buffer(env, config, device) -> ReplayBuffer:
+    """D_real of the state-based agents: transitions of flat observations."""
+    return ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], device=device)
+
+
+def _frame_buffer(env, config, device):
+    """D_real of the pixel agents: whole episodes of uint8 frames, ``config.buffer_capacity`` steps."""
+    return pixel_buffer(env, config.buffer_capacity, device)
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,13 @@ class Algorithm:
     env_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """env id -> ``make_env`` keyword arguments the algorithm's paper setting implies (e.g. PILCO's 4 s
     cart-pole trials); the caller's ``env_kwargs`` win"""
+    pixels: bool = False
+    """True: learns from 64×64×3 frames (the run needs ``--pixels``); False: from the env's state vector"""
+    make_buffer: Callable[[Any, Any, Any], Any] = _transition_buffer
+    """(env, config, device) -> D_real, empty"""
+    world_model: Callable[[Any], Any] | None = None
+    """agent -> its latent world model (:class:`~mbrl_course.ssm.rssm.RecurrentSSM`), whose reconstructions and
+    open-loop imagination ``rollout.gif`` shows beside the real frames; None: the GIF shows the env only"""
 
 
 _FIT = {name: f"fit.{name}" for name in ("epochs", "batch_size", "lr", "weight_decay", "patience")}
@@ -95,7 +118,13 @@ ALGORITHMS: dict[str, Algorithm] = {
         **{f"ppo_{name}": f"learner.{name}" for name in ("epochs", "minibatch_size", "lr", "clip", "target_kl")},
         **{name: f"learner.{name}" for name in ("gamma", "gae_lambda", "reward_scale")}}),
     "deep-pilco": Algorithm(DeepPILCOConfig, make_deep_pilco, "dyna", deep_pilco_loop_kwargs, _one_random_trial),
+    "planet": Algorithm(PlaNetConfig, make_planet, pixels=True, make_buffer=_frame_buffer,
+                        world_model=lambda agent: agent.world_model.model),
+    "dreamer": Algorithm(DreamerConfig, make_dreamer, "dyna", dreamer_loop_kwargs, _seeded_by_steps, pixels=True,
+                         make_buffer=_frame_buffer, world_model=lambda agent: agent.learner.world_model.model),
 }
+PIXEL_ALGORITHMS = tuple(name for name, spec in ALGORITHMS.items() if spec.pixels)
+"""the algorithms that learn from frames (``--pixels``)"""
 
 
 def make_config(algo: str, *, tier: Tier | None = None, overrides: Mapping[str, Any] | None = None):

@@ -6,7 +6,9 @@ A run directory holds
 - ``learning_curve.png``  episode return against env steps
 - ``checkpoint.pt``       config (nested dicts), the agent's ``state_dict()`` (model; policy, critics, optimisers;
                           its generators), D_real and torch's random state after the last finished episode
-- ``rollout.gif``         the last training episode, when the env renders
+- ``rollout.gif``         the last training episode, when the env renders; for the pixel agents (PlaNet, Dreamer)
+                          three panels per frame: the real frame, the world model's reconstruction of it, and
+                          its open-loop imagination from a few frames in under the recorded actions
 
 The checkpoint is rewritten atomically after every episode, so a crash or Ctrl-C never leaves a
 broken file; ``train(..., resume=True)`` continues from it. Recording never stops a run: an env that
@@ -14,6 +16,9 @@ cannot render (``render_mode`` None, or ``render()`` failing midway) trains on w
 
 Every agent is treated alike: checkpointed by its ``state_dict()`` (its generators included), evaluated
 with its ``evaluation_actor()``. The named algorithms and their configs are in :mod:`mbrl_course.runs.algorithms`.
+``pixels=True`` (``--pixels``) observes the env through :func:`~mbrl_course.envs.make_pixel_env` (64×64×3 uint8
+frames, action repeat) and keeps D_real as an :class:`~mbrl_course.data.EpisodeBuffer` of frames; only the
+algorithms that learn from frames accept it (and they need it).
 """
 
 from __future__ import annotations
@@ -35,12 +40,12 @@ from tqdm.auto import tqdm
 
 from mbrl_course._checks import check_choice, check_positive_int, resolve_device
 from mbrl_course.agents.dyna import dyna_loop
+from mbrl_course.agents.latent import reconstruct_and_imagine
 from mbrl_course.agents.mbmf_ft import mbmf_ft_loop
 from mbrl_course.agents.mpc import EpisodeResult, RandomAgent, mpc_loop, run_episode
 from mbrl_course.budget import Tier
-from mbrl_course.data import ReplayBuffer
-from mbrl_course.envs import make_env
-from mbrl_course.runs.algorithms import ALGORITHMS, make_config
+from mbrl_course.envs import make_env, make_pixel_env
+from mbrl_course.runs.algorithms import ALGORITHMS, PIXEL_ALGORITHMS, make_config
 from mbrl_course.runs.settings import config_from_dict
 
 __all__ = ["CHECKPOINT_VERSION", "evaluate", "load_run", "summarize", "train"]
@@ -92,6 +97,34 @@ def _write_returns(rows: list[dict[str, float]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _check_pixels(algo: str, pixels: bool) -> None:
+    """``--pixels`` only for the algorithms that learn from frames, and always for them."""
+    if pixels and not ALGORITHMS[algo].pixels:
+        raise ValueError(f"pixels: {algo} learns from the env's state vector, not from frames; --pixels works with "
+                         f"{', '.join(PIXEL_ALGORITHMS)}")
+    if ALGORITHMS[algo].pixels and not pixels:
+        raise ValueError(f"pixels: {algo} learns from 64×64×3 frames; pass --pixels (pixels=True)")
+
+
+def _make_env(env_id: str, pixels: bool, render_mode: str | None, env_kwargs: Mapping[str, Any]) -> gym.Env:
+    """The env of a run: its state vector, or 64×64×3 frames (which the pixel wrapper always renders)."""
+    if pixels:
+        return make_pixel_env(env_id, **env_kwargs)
+    return make_env(env_id, render_mode=render_mode, **env_kwargs)
+
+
+def _latent_panels(model, buffer, steps: int, context: int = 5) -> list[np.ndarray]:
+    """The last episode of D_real (``steps`` transitions) as frames of three panels: real | reconstruction |
+    open-loop imagination after ``context`` filtered frames. Each (64, 3·64 + 4, 3) uint8."""
+    last = buffer.batch(torch.arange(len(buffer) - steps, len(buffer), device=buffer.device))
+    frames = torch.cat([last.obs[:1], last.next_obs])  # y_0 (the reset frame), y_1 .. y_T
+    actions = torch.cat([torch.zeros_like(last.action[:1]), last.action])  # a_{t-1} before each frame
+    reconstruction, imagination = reconstruct_and_imagine(model, frames, actions, context)
+    gap = torch.full((frames.shape[0], frames.shape[1], 2, 3), 255, dtype=torch.uint8)
+    panels = torch.cat([frames.cpu(), gap, reconstruction.cpu(), gap, imagination.cpu()], 2)
+    return list(panels.numpy())
+
+
 def load_run(run_dir: str | Path, *, device: str | torch.device | None = "cpu", render_mode: str | None = None):
     """Rebuild the env, agent and D_real of a run from its checkpoint. Returns (env, agent, buffer, checkpoint).
 
@@ -108,10 +141,10 @@ def load_run(run_dir: str | Path, *, device: str | torch.device | None = "cpu", 
     device = resolve_device(device)
     algo = ALGORITHMS[ckpt["algo"]]
     ckpt["config"] = config_from_dict(algo.config_cls, ckpt["config"])
-    env = make_env(ckpt["env_id"], render_mode=render_mode, **ckpt.get("env_kwargs", {}))
+    env = _make_env(ckpt["env_id"], ckpt.get("pixels", False), render_mode, ckpt.get("env_kwargs", {}))
     agent = algo.build(env, ckpt["env_id"], ckpt["config"], device=device, seed=ckpt["seed"])
     agent.load_state_dict(ckpt["agent"])
-    buffer = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], device=device)
+    buffer = algo.make_buffer(env, ckpt["config"], device)
     buffer.load_state_dict(ckpt["buffer"])
     return env, agent, buffer, ckpt
 
@@ -131,12 +164,14 @@ def train(
     record: bool = True,
     progress: bool = True,
     env_kwargs: Mapping[str, Any] | None = None,
+    pixels: bool = False,
 ) -> list[dict[str, float]]:
     """Train ``algo`` on ``env_id`` for ``episodes`` episodes, writing the run directory ``out``.
 
     Returns the rows of ``returns.csv``. With ``resume=True`` continues from ``out/checkpoint.pt``
     (the config stored there wins). ``env_kwargs`` go to ``make_env`` (e.g. ``max_episode_steps``), over
-    the algorithm's own defaults for the env (PILCO: 40-step cart-pole trials).
+    the algorithm's own defaults for the env (PILCO: 40-step cart-pole trials). ``pixels``: observe 64×64×3
+    frames (PlaNet and Dreamer need it; the others refuse it).
     A Ctrl-C saves D_real so far and the checkpoint of the last finished episode, then re-raises;
     a model fit or a learner whose loss diverges (NaN/inf) keeps the last good checkpoint and raises
     ``FloatingPointError``.
@@ -144,6 +179,7 @@ def train(
     check_choice("algo", algo, tuple(ALGORITHMS))
     episodes = check_positive_int("episodes", episodes)
     seed = int(seed)
+    pixels = bool(pixels)
     device = resolve_device(device)
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
@@ -153,6 +189,8 @@ def train(
             "or overwrite=True (--overwrite) to start again"
         )
     resuming = resume and ckpt_path.exists()
+    if not resuming:
+        _check_pixels(algo, pixels)
     env_kwargs = {**ALGORITHMS[algo].env_defaults.get(env_id, {}), **dict(env_kwargs or {})}
     if not resuming:
         config = make_config(algo, tier=tier, overrides=overrides)  # bad settings fail before anything is written
@@ -164,19 +202,20 @@ def train(
         if ckpt["algo"] != algo or ckpt["env_id"] != env_id:
             raise ValueError(f"resume: {out} holds a {ckpt['algo']} run on {ckpt['env_id']}, not {algo} on {env_id}")
         config, seed = ckpt["config"], ckpt["seed"]
-        env_kwargs = ckpt.get("env_kwargs", {})
+        env_kwargs, pixels = ckpt.get("env_kwargs", {}), ckpt.get("pixels", False)
         rows, start_episode = list(ckpt["returns"]), ckpt["episodes_done"]
         torch.set_rng_state(ckpt["rng"]["torch"])
         seed_agent_state = ckpt.get("seed_agent_rng")
     else:
-        env = make_env(env_id, render_mode=render_mode, **env_kwargs)
+        env = _make_env(env_id, pixels, render_mode, env_kwargs)
         agent = ALGORITHMS[algo].build(env, env_id, config, device=device, seed=seed)
-        buffer = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], device=device)
+        buffer = ALGORITHMS[algo].make_buffer(env, config, device)
         rows, start_episode, seed_agent_state = [], 0, None
     record = record and env.render_mode is not None  # an env that cannot render trains on without a GIF
     renderer = SafeRender(env) if record else None
     env = renderer or env
     loop_kwargs = ALGORITHMS[algo].loop_kwargs(config)
+    world_model = ALGORITHMS[algo].world_model
 
     seed_agent = RandomAgent(env.action_space, seed=seed)  # the agent that seeds D_real
     if seed_agent_state is not None:
@@ -186,7 +225,8 @@ def train(
     def checkpoint(episodes_done: int) -> None:
         _atomic_save({
             "version": CHECKPOINT_VERSION, "algo": algo, "env_id": env_id, "seed": seed,
-            "config": dataclasses.asdict(config), "env_kwargs": dict(env_kwargs or {}), "episodes_done": episodes_done,
+            "config": dataclasses.asdict(config), "env_kwargs": dict(env_kwargs or {}), "pixels": pixels,
+            "episodes_done": episodes_done,
             "returns": rows, "agent": agent.state_dict(), "buffer": buffer.state_dict(),
             "rng": {"torch": torch.get_rng_state()}, "seed_agent_rng": seed_agent.rng.bit_generator.state,
         }, ckpt_path)
@@ -212,6 +252,8 @@ def train(
             try:
                 from mbrl_course.viz import save_gif
 
+                if world_model is not None:  # real | reconstruction | open-loop imagination
+                    frames = _latent_panels(world_model(agent), buffer, result.steps)
                 save_gif(frames, out / "rollout.gif", fps=env.metadata.get("render_fps", 30))
             except Exception as err:  # a GIF is a nicety; never lose a run over it
                 warnings.warn(f"could not write rollout.gif: {err}", stacklevel=2)
