@@ -71,6 +71,9 @@ c.SandboxedExecute.reference_modules = {
     # Assignment 5 uses the Kalman filter and the RTS smoother (mbrl_course.filters) as its oracle, in the
     # notebook too: only the package's VSSM code is the reference here.
     "05-vssm-elbo": ["mbrl_course.ssm"],
+    # Assignment 6 plans and learns with the RSSM (mbrl_course.ssm, the students' to use): the reference is the
+    # actor-critic maths, PlaNet's latent objective and the agents built on them.
+    "06-dreamer": ["mbrl_course.rl.actor_critic", "mbrl_course.planning.latent", "mbrl_course.agents"],
 }
 # Modules the student's process imports before the audit hook (which refuses ctypes and
 # subprocesses): for an assignment whose notebook makes MuJoCo environments, list

@@ -12,6 +12,8 @@ For test cells (imported by the notebooks; light, no nbgrader needed):
 - :mod:`mbrl_course.grading.ensembles`: the visible checks of Assignment 3 (probabilistic ensembles and PETS).
 - :mod:`mbrl_course.grading.moment_matching`: the visible checks of Assignment 4 (moment matching for PILCO).
 - :mod:`mbrl_course.grading.vssm`: the visible checks of Assignment 5 (the ELBO of a variational state-space model).
+- :mod:`mbrl_course.grading.dreamer`: the visible checks of Assignment 6 (Dreamer's λ-returns and losses, PlaNet's
+  latent objective).
 
   Visible checks draw their own examples and never compute an answer for a student's inputs, nor
   import the reference implementation. The hidden tests' oracles, comparisons with the reference
