@@ -15,6 +15,8 @@
   in a latent space; Dreamer (:func:`make_dreamer`: the RSSM + :class:`DreamerLearner`, actor-critic in
   imagination) — the Dyna loop in it. What both share (:class:`WorldModelLearner`, :class:`LatentFilter`) is
   in :mod:`~mbrl_course.agents.latent`.
+- Guided policy search (:func:`make_gps`: iLQR's linear-Gaussian controllers give guiding samples, a neural policy
+  maximises their importance-sampled return) — an episodic learner in the Dyna loop.
 - :mod:`~mbrl_course.agents.configs` — the parts the agents' configs are composed of (model, fit, planner).
 
 Runs on disk (``train``, ``evaluate``: CSVs, checkpoints, figures) live a layer above, in :mod:`mbrl_course.runs`.
@@ -37,6 +39,7 @@ from mbrl_course.agents.dyna import (
     dyna_loop,
     imagine_rollouts,
 )
+from mbrl_course.agents.gps import GPSConfig, GPSLearner, gps_loop_kwargs, make_gps
 from mbrl_course.agents.latent import LatentFilter, WorldModelLearner
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFineTuner, MBMFFTConfig, PolicyRecorder, make_mbmf_ft, mbmf_ft_loop
@@ -64,6 +67,7 @@ __all__ = [
     "EnsembleConfig", "DeltaMLPConfig", "FitConfig", "CEMConfig", "RandomShootingConfig",
     "PlaNetAgent", "PlaNetConfig", "make_planet", "DreamerConfig", "DreamerLearner", "dreamer_loop_kwargs",
     "make_dreamer", "LatentFilter", "WorldModelLearner",
+    "GPSConfig", "GPSLearner", "gps_loop_kwargs", "make_gps",
 ]
 
 _MOVED_TO_RUNS = ("ALGORITHMS", "make_config", "train", "evaluate", "load_run", "summarize")

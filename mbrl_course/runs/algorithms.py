@@ -17,6 +17,7 @@ from typing import Any
 from mbrl_course._checks import check_choice
 from mbrl_course.agents.deep_pilco import DeepPILCOConfig, deep_pilco_loop_kwargs, make_deep_pilco
 from mbrl_course.agents.dreamer import DreamerConfig, dreamer_loop_kwargs, make_dreamer
+from mbrl_course.agents.gps import GPSConfig, gps_loop_kwargs, make_gps
 from mbrl_course.agents.latent import pixel_buffer
 from mbrl_course.agents.mbmf import MBMFConfig, make_mbmf
 from mbrl_course.agents.mbmf_ft import MBMFFTConfig, make_mbmf_ft, mbmf_ft_loop_kwargs
@@ -122,6 +123,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                         world_model=lambda agent: agent.world_model.model),
     "dreamer": Algorithm(DreamerConfig, make_dreamer, "dyna", dreamer_loop_kwargs, _seeded_by_steps, pixels=True,
                          make_buffer=_frame_buffer, world_model=lambda agent: agent.learner.world_model.model),
+    "gps": Algorithm(GPSConfig, make_gps, "dyna", gps_loop_kwargs, lambda loop_kwargs, rows: 0),
 }
 PIXEL_ALGORITHMS = tuple(name for name, spec in ALGORITHMS.items() if spec.pixels)
 """the algorithms that learn from frames (``--pixels``)"""
