@@ -3,8 +3,8 @@
 For each algorithm of ``--algos`` and seed of ``--seeds``, a run on disk exactly as
 ``mbrl-course train <algo> --env <env> --pixels`` makes it (:func:`mbrl_course.runs.train`, the compute tier's
 config), for ``--episodes`` episodes (default: the tier's); then ``--eval-episodes`` evaluation episodes of the
-trained agent without exploration noise (:func:`mbrl_course.runs.evaluate`). The same number of episodes of the
-uniform random policy on the same env gives the baseline. Printed per run: the evaluation return (mean ± standard
+trained agent without exploration noise (:func:`mbrl_course.runs.evaluate`); ``--random-episodes`` episodes of the
+uniform random policy on the same env give the baseline. Printed per run: the evaluation return (mean ± standard
 error), its distance to the random policy's mean in standard errors of the difference,
 z = (mean − mean_random) / √(SE² + SE_random²) (the issue's default-tier target: z ≥ 5), env steps and wall time.
 
@@ -17,7 +17,7 @@ Writes ``benchmarks/out/pixels/<env>_<tier>/…`` (the runs) and ``summary.json`
 ``benchmarks/figures/pixels_<env>_<tier>.png`` (return vs env steps per run, the random policy's mean ± 2 SE).
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/pixels.py --tier default --algos planet,dreamer \\
-        --seeds 0 [--env Pendulum-v1] [--episodes N] [--eval-episodes 5] [--figure] [--pets] [--throughput]
+        --seeds 0 [--env Pendulum-v1] [--episodes N] [--eval-episodes 20] [--random-episodes 30] [--figure] [--pets] [--throughput]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import math
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -36,10 +37,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from mbrl_course.agents.mpc import RandomAgent, run_episode  # noqa: E402
 from mbrl_course.budget import TIERS, by_budget  # noqa: E402
 from mbrl_course.envs import make_pixel_env  # noqa: E402
 from mbrl_course.runs import evaluate, train  # noqa: E402
+from mbrl_course.viz.planet_dreamer import random_policy_returns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -51,13 +52,20 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, se
 
 
-def random_returns(env_id: str, episodes: int, seed: int = 10_000) -> list[float]:
-    """Undiscounted returns of the uniform random policy on the pixel env (same episodes as evaluate's seeds)."""
-    env = make_pixel_env(env_id)
-    agent = RandomAgent(env.action_space, seed=seed)
-    returns = [run_episode(env, agent, None, episode=k, seed=seed).ret for k in range(episodes)]
-    env.close()
-    return returns
+def save_curves(summary: dict, tag: str, command: str) -> None:
+    """The curves lecture 9 draws, small: ``mbrl_course/viz/data/pixels_<tag>.json`` (returns rounded to 0.1)."""
+    runs = {name: {"rows": [{"episode": int(r["episode"]), "return": round(r["return"], 1),
+                             "env_steps": int(r["env_steps"]), "wall_s": round(r["wall_s"], 1)} for r in run["rows"]],
+                   "eval_mean": round(run["mean"], 1), "eval_se": round(run["se"], 1), "z": round(run["z"], 2),
+                   "wall_s": round(run["wall_s"], 1)}
+            for name, run in summary["runs"].items()}
+    data = {"command": command, "measured": time.strftime("%Y-%m-%d"), "torch_threads": summary["torch_threads"],
+            "random": {"mean": round(summary["random"]["mean"], 1), "se": round(summary["random"]["se"], 1),
+                       "episodes": len(summary["random"]["returns"])}, "runs": runs}
+    path = ROOT.parent / "mbrl_course" / "viz" / "data" / f"pixels_{tag}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    print("curves:", path)
 
 
 def dreamer_throughput(env_id: str, device: str, tier: str, env_steps: int = 500) -> dict[str, float]:
@@ -104,9 +112,12 @@ def main() -> None:
     parser.add_argument("--algos", default="planet,dreamer")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per run (default: the tier's)")
-    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--random-episodes", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--figure", action="store_true")
+    parser.add_argument("--save-curves", action="store_true",
+                        help="also write the curves for lecture 9 to mbrl_course/viz/data/pixels_<env>_<tier>.json")
     parser.add_argument("--pets", action="store_true", help="also state-based PETS for the same env steps")
     parser.add_argument("--throughput", action="store_true", help="Dreamer's env and gradient steps per second")
     args = parser.parse_args()
@@ -115,11 +126,11 @@ def main() -> None:
     tag = f"{args.env.split('/')[-1]}_{args.tier}"
     out = ROOT / "out" / "pixels" / tag
     out.mkdir(parents=True, exist_ok=True)
-    episodes = args.episodes or by_budget(smoke=2, default=30, full=500, tier=args.tier)
+    episodes = args.episodes or by_budget(smoke=2, default=20, full=500, tier=args.tier)
     summary: dict = {"env": args.env, "tier": args.tier, "episodes": episodes, "device": args.device,
                      "torch_threads": torch.get_num_threads(), "runs": {}}
 
-    baseline = random_returns(args.env, max(args.eval_episodes, 10))
+    baseline = random_policy_returns(args.env, args.random_episodes, seed=10_000).tolist()  # evaluate's seeds
     rand_mean, rand_se = mean_se(baseline)
     summary["random"] = {"returns": baseline, "mean": rand_mean, "se": rand_se}
     print(f"random policy: {rand_mean:.1f} ± {rand_se:.1f} (SE, {len(baseline)} episodes)", flush=True)
@@ -151,6 +162,8 @@ def main() -> None:
             summary["throughput"]["gpu"] = torch.cuda.get_device_name()
 
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if args.save_curves:
+        save_curves(summary, tag, " ".join(["benchmarks/pixels.py", *sys.argv[1:]]))
     print(f"\n{'run':14s} {'eval return':>16s} {'z vs random':>12s} {'env steps':>10s} {'wall s':>8s}")
     for name, r in summary["runs"].items():
         print(f"{name:14s} {r['mean']:8.1f} ± {r['se']:5.1f} {r['z']:12.1f} {r['env_steps']:10.0f} {r['wall_s']:8.1f}")

@@ -10,6 +10,10 @@
                                      fans with T/k sliders, free-run simulations (PR-SSM)
 - :mod:`~mbrl_course.viz.recurrent_ssm` recurrent SSM families as graphs, open-loop video predictions with a horizon
                                      slider, attention weights over a semi-Markov sequence, GTM-SM's map from memory
+- :mod:`~mbrl_course.viz.ilqr`       iLQR iterations, the box QP, plans with clamped controls, local linear-Gaussian
+                                     models against the truth, the KL trust region, GPS's guiding samples and weights
+- :mod:`~mbrl_course.viz.planet_dreamer` real frames vs reconstructions vs open-loop imagination, PlaNet's latent CEM,
+                                     Dreamer's imagined trajectories with their values, λ-returns with λ/horizon sliders
 
 Nothing in the core package imports this module; it may import anything.
 """
