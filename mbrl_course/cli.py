@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train an agent, writing returns.csv, learning_curve.png, checkpoint.pt")
     tr.add_argument("algo", choices=sorted(ALGORITHMS),
-                    help="which agent: pets, mbmf, planet (MPC loop); mbpo, sac, pilco, deep-pilco, dreamer (Dyna loop); "
+                    help="which agent: pets, mbmf, planet (MPC loop); mbpo, sac, pilco, deep-pilco, dreamer, gps (Dyna loop); "
                          "mbmf-ft (MPC -> DAgger -> PPO)")
     tr.add_argument("--env", default="Pendulum-v1", choices=SUPPORTED_ENVS, help="gymnasium env id")
     tr.add_argument("--episodes", type=int, default=10, help="interaction budget τ in episodes (default 10)")
