@@ -146,7 +146,7 @@ def test_diverging_fit_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(algo="dreamer"), "algo"),
+        (dict(algo="muzero"), "algo"),
         (dict(episodes=0), "episodes"),
         (dict(episodes=-3), "episodes"),
         (dict(env_id="Pendulum-v9"), "Pendulum-v9"),

@@ -93,21 +93,3 @@ def psd_factor(cov: torch.Tensor) -> torch.Tensor:
         return L
     vals, vecs = torch.linalg.eigh(symmetrize(cov))
     return vecs * vals.clamp_min(0.0).sqrt().unsqueeze(-2)
-
-
-def kl_divergence(mean_q: torch.Tensor, scale_tril_q: torch.Tensor,
-                  mean_p: torch.Tensor, scale_tril_p: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ_q, Σ_q) || N(μ_p, Σ_p)) in closed form: (...).
-
-    KL = ½ [tr(Σ_p⁻¹ Σ_q) + (μ_p - μ_q)ᵀ Σ_p⁻¹ (μ_p - μ_q) - d + log det Σ_p - log det Σ_q],
-    with tr(Σ_p⁻¹ Σ_q) = |L_p⁻¹ L_q|²_F and the quadratic form |L_p⁻¹ (μ_p - μ_q)|².
-    """
-    d = mean_q.shape[-1]
-    batch = torch.broadcast_shapes(mean_q.shape[:-1], mean_p.shape[:-1], scale_tril_q.shape[:-2],
-                                   scale_tril_p.shape[:-2])
-    Lp = scale_tril_p.expand(batch + (d, d))
-    M = torch.linalg.solve_triangular(Lp, scale_tril_q.expand(batch + (d, d)), upper=False)
-    z = torch.linalg.solve_triangular(Lp, (mean_p - mean_q).expand(batch + (d,)).unsqueeze(-1), upper=False)
-    log_det_p = 2.0 * torch.diagonal(scale_tril_p, dim1=-2, dim2=-1).log().sum(-1)
-    log_det_q = 2.0 * torch.diagonal(scale_tril_q, dim1=-2, dim2=-1).log().sum(-1)
-    return 0.5 * (M.square().sum((-2, -1)) + z.square().sum((-2, -1)) - d + log_det_p - log_det_q)

@@ -28,9 +28,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.distributions import MultivariateNormal, kl_divergence
 
 from mbrl_course._checks import as_tensor, check_finite, check_positive_float, check_positive_int
-from mbrl_course.filters._gaussian import kl_divergence, matvec
+from mbrl_course.filters._gaussian import matvec
 from mbrl_course.planning.ilqr import CostFn, ILQRResult, TerminalCostFn, linearize
 
 __all__ = [
@@ -277,7 +278,8 @@ def trajectory_kl(dynamics: LinearGaussianDynamics, new: LinearGaussianControlle
     mu_x, S = means[:, :n], covariances[:, :n, :n]
     dK, dk = new.K - old.K, new.k - old.k
     L_new, L_old = torch.linalg.cholesky(new.covariance), torch.linalg.cholesky(old.covariance)
-    gaussian = kl_divergence(matvec(dK, mu_x) + dk, L_new, torch.zeros_like(dk), L_old)  # (T,)
+    gaussian = kl_divergence(MultivariateNormal(matvec(dK, mu_x) + dk, scale_tril=L_new),      # (T,)
+                             MultivariateNormal(torch.zeros_like(dk), scale_tril=L_old))
     # E over x of the quadratic form adds ½ tr(ΔKᵀ Σ̄⁻¹ ΔK S) (S may be singular, e.g. a known x_0)
     spread = ((dK.transpose(-1, -2) @ torch.cholesky_solve(dK, L_old)) * S).sum((-2, -1))
     return (gaussian + 0.5 * spread).sum()
