@@ -1,6 +1,6 @@
 """Guided policy search on Pendulum-v1: does the neural policy alone swing the pendulum up? And PPO, SAC from scratch.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gps.py [--seeds 0 1 2] [--iterations 8] [--tier default]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gps.py [--seeds 0 1 2] [--iterations 12] [--tier default]
         [--eval-episodes 5] [--baseline-episodes 10] [--baseline-seeds 0] [--set learner.KEY=VALUE ...]
 
 - **GPS** (``make_gps``, the true dynamics as iLQR's f, the issue's setting): the Dyna loop with
@@ -103,7 +103,7 @@ def run_ppo(seed: int, episodes: int) -> list[tuple[int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--iterations", type=int, default=8, help="GPS updates (= real episodes) per seed")
+    parser.add_argument("--iterations", type=int, default=12, help="GPS updates (= real episodes) per seed")
     parser.add_argument("--tier", default="default", choices=("smoke", "default", "full"))
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--baseline-episodes", type=int, default=10)
