@@ -320,3 +320,21 @@ def test_cuda_observe_imagine_and_a_training_step(pendulum):
     cfg = WorldModelTrainConfig(num_steps=2, batch_size=4, chunk_length=8, progress=False)
     result = train_world_model(model, pendulum.frames, pendulum.actions, pendulum.rewards, cfg, device="cuda")
     assert len(result.history) == 2 and all(torch.isfinite(torch.tensor(result.history)))
+
+
+@pytest.mark.parametrize("distance", [0, 3])
+def test_a_padding_mask_averages_over_the_real_steps_only(distance):
+    """With the last steps of every sequence masked out, the loss (latent overshooting included) is the loss of the
+    real prefix alone; a deterministic model, so that both runs see the same states."""
+    torch.manual_seed(0)
+    model = make_world_model("rssm", obs_dim=DY, action_dim=DU, stochastic_size=S, deterministic_size=H,
+                             hidden_size=16, embed_size=8, stochastic=False).double()
+    B, T, real = 3, 9, 6
+    frames, actions, rewards = (torch.randn(B, T, DY, dtype=torch.float64), torch.randn(B, T, DU, dtype=torch.float64),
+                                torch.randn(B, T, dtype=torch.float64))
+    mask = torch.arange(T).expand(B, T) < real
+    masked = model.loss(frames, actions, rewards, overshooting_distance=distance, mask=mask).loss
+    prefix = model.loss(frames[:, :real], actions[:, :real], rewards[:, :real], overshooting_distance=distance).loss
+    torch.testing.assert_close(masked, prefix)
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        model.loss(frames, actions, rewards, mask=mask[:, :real])

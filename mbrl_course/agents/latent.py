@@ -152,28 +152,16 @@ class WorldModelStep:
 
 def chunk_loss(model: RecurrentSSM, batch: SequenceBatch, config: WorldModelTrainConfig,
                generator: torch.Generator | None = None):
-    """The negative ELBO of a :class:`~mbrl_course.data.SequenceBatch` (the module docstring's alignment).
-
-    Full chunks: ``model.loss(next_obs, action, reward, free nats, ...)`` unchanged. With padding (mask False on
-    a suffix), the one-step objective averaged over the N real steps only:
-
-        −(1/N) Σ_{real (b,t)} [log p(y_t | s_t, h_t) + log p(r_t | s_t, h_t) (+ NCE_t) − max(KL_t, free nats)]
-
-    (NCE_t: the contrastive variant's bound, whose negatives are all frames of the batch, padding included;
-    latent overshooting, ``overshooting_distance`` ≥ 2, applies to full batches only.)
+    """The negative ELBO of a :class:`~mbrl_course.data.SequenceBatch` (the module docstring's alignment):
+    ``model.loss(next_obs, action, reward, free nats, overshooting, mask)``, whose averages run over the real steps
+    only where a chunk is padded (the contrastive variant's negatives are all frames of the batch, padding included).
 
     Returns (loss, the model's :class:`~mbrl_course.ssm.rssm.WorldModelLoss`).
     """
+    mask = None if bool(batch.mask.all()) else batch.mask
     out = model.loss(batch.next_obs, batch.action, batch.reward, config.free_nats, config.overshooting_distance,
-                     config.overshooting_weight, generator)
-    if bool(batch.mask.all()):
-        return out.loss, out
-    mask = batch.mask.to(out.kl.dtype)
-    free = config.free_nats if model.stochastic else 0.0
-    real = mask.sum()
-    likelihood = out.reconstruction + out.reward + (0.0 if out.contrastive is None else out.contrastive)
-    loss = (out.kl.clamp_min(free) - likelihood).mul(mask).sum() / real
-    return loss, out
+                     config.overshooting_weight, generator, mask=mask)
+    return out.loss, out
 
 
 class WorldModelLearner:

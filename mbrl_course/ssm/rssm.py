@@ -478,7 +478,7 @@ class RecurrentSSM(nn.Module):
 
     def loss(self, frames: torch.Tensor, actions: torch.Tensor | None, rewards: torch.Tensor | None = None,
              free_nats: float = 3.0, overshooting_distance: int = 0, overshooting_weight: float = 1.0,
-             generator: torch.Generator | None = None) -> WorldModelLoss:
+             generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> WorldModelLoss:
         """The negative ELBO per step, PlaNet's objective (eq. 7 with latent overshooting):
 
             −(1/BT) Σ_{b,t} [ log p(y_t | s_t, h_t) + log p(r_t | s_t, h_t)
@@ -487,7 +487,9 @@ class RecurrentSSM(nn.Module):
         with β_1 = 1, β_{d≥2} = ``overshooting_weight``; ``overshooting_distance`` D = 0 (or 1): the one-step KL only.
         The multi-step terms average over their valid steps (t ≥ d − 1). ``frames: (B, T, 64, 64, 3)`` uint8 (or
         ``(B, T, dy)``), ``actions: (B, T, A)``, ``rewards: (B, T)`` (None: no reward term). Free nats clamp each
-        step's KL summed over the latent dimensions (not applied to a deterministic model).
+        step's KL summed over the latent dimensions (not applied to a deterministic model). ``mask: (B, T)`` bool
+        (None: every step is real): padded steps (False, e.g. the end of a chunk longer than its episode) are left out
+        of every average, the sums over (b, t) then running over the real steps only.
 
         With ``representation="contrastive"`` (Dreamer's appendix) the reconstruction term is replaced by the
         noise-contrastive bound of :meth:`contrastive` (the other B·T − 1 frames of the batch are the negatives), and
@@ -516,24 +518,33 @@ class RecurrentSSM(nn.Module):
                 raise ValueError(f"rewards: expected shape ({B}, {T}), got {tuple(rewards.shape)}")
             reward_ll = unit_gaussian_log_prob(rewards.to(features.dtype).unsqueeze(-1),
                                                self.reward(features).unsqueeze(-1), 1)
+        if mask is not None and tuple(mask.shape) != (B, T):
+            raise ValueError(f"mask: expected shape ({B}, {T}), got {tuple(mask.shape)}")
+        real = None if mask is None else mask.to(features.dtype)
+
+        def average(x: torch.Tensor) -> torch.Tensor:  # over (b, t), the real steps only
+            return x.mean() if real is None else (x * real).sum() / real.sum()
+
         kl = self.kl(posterior, prior)  # (B, T)
         overshooting = None
         if D >= 2:
             overshooting, valid = self.overshooting_kl(posterior, actions if self.action_dim else None, D, generator)
             weights = [1.0] + [beta] * (D - 1)
-            clamped = overshooting.clamp_min(free) * valid[:, None, :]  # (D, B, T), 0 where t < d - 1
-            per_d = clamped.sum((1, 2)) / (B * valid.sum(-1))  # the mean over each distance's valid steps
+            counted = valid[:, None, :] if real is None else valid[:, None, :] * real  # (D, B|1, T)
+            clamped = overshooting.clamp_min(free) * counted  # (D, B, T), 0 where t < d - 1 (or padding)
+            count = B * valid.sum(-1) if real is None else counted.sum((1, 2))
+            per_d = clamped.sum((1, 2)) / count  # the mean over each distance's valid steps
             kl_loss = (per_d * per_d.new_tensor(weights)).sum() / D
         else:
-            kl_loss = kl.clamp_min(free).mean()
+            kl_loss = average(kl.clamp_min(free))
         nce = None
         if contrastive:
             # E[log q(x_t | y_t) − log (1/BT) Σ_{y'} q(x_t | y')] replaces E[log p(y_t | x_t)] for the representation;
             # the decoder's term (on sg(x_t)) trains the decoder alone
             nce = self.contrastive(features, embeddings)
-            total = -(nce.mean() + reconstruction.mean() + reward_ll.mean()) + kl_loss
+            total = -(average(nce) + average(reconstruction) + average(reward_ll)) + kl_loss
         else:
-            total = -(reconstruction.mean() + reward_ll.mean()) + kl_loss
+            total = -(average(reconstruction) + average(reward_ll)) + kl_loss
         return WorldModelLoss(total, reconstruction, reward_ll, kl, overshooting, posterior, prior, nce)
 
     def contrastive(self, features: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
