@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -105,6 +106,32 @@ def dreamer_throughput(env_id: str, device: str, tier: str, env_steps: int = 500
             "horizon": config.actor_critic.horizon}
 
 
+def train_for(algo: str, env_id: str, *, episodes: int, out: Path, seed: int, device: str, tier: str,
+              pixels: bool, seconds: float | None = None) -> list[dict]:
+    """:func:`mbrl_course.runs.train` for ``episodes`` episodes, or until ``seconds`` have passed: then the run
+    stops as after a Ctrl-C (the checkpoint of the last finished episode is kept) and its rows are returned."""
+    kwargs = dict(episodes=episodes, out=out, seed=seed, device=device, tier=tier, record=False, progress=True,
+                  pixels=pixels)
+    if seconds is None:
+        return train(algo, env_id, **kwargs)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return train(algo, env_id, **kwargs)
+    except KeyboardInterrupt:
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=False, map_location="cpu")
+        print(f"{algo} seed {seed}: time budget of {seconds:.0f} s spent after {len(ckpt['returns'])} episodes",
+              flush=True)
+        return list(ckpt["returns"])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tier", choices=TIERS, default="default")
@@ -120,7 +147,14 @@ def main() -> None:
                         help="also write the curves for lecture 9 to mbrl_course/viz/data/pixels_<env>_<tier>.json")
     parser.add_argument("--pets", action="store_true", help="also state-based PETS for the same env steps")
     parser.add_argument("--throughput", action="store_true", help="Dreamer's env and gradient steps per second")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="stop each run's training after this many seconds (at the last finished episode, "
+                             "as a Ctrl-C would), then evaluate it; --episodes is then the most it may reach")
+    parser.add_argument("--summary", default="summary.json",
+                        help="file name of the summary in the output folder (runs in parallel need their own)")
     args = parser.parse_args()
+    if args.time_budget is not None and args.time_budget <= 0:
+        parser.error(f"--time-budget: expected a positive number of seconds, got {args.time_budget}")
     if args.device == "cpu":
         torch.set_num_threads(1)
     tag = f"{args.env.split('/')[-1]}_{args.tier}"
@@ -144,8 +178,8 @@ def main() -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
             start = time.perf_counter()
             # PETS on the state, for as many episodes (of the same length) as the pixel agents
-            rows = train(algo, args.env, episodes=episodes, out=run_dir, seed=seed, device=args.device,
-                         tier=args.tier, record=False, progress=True, pixels=algo != "pets")
+            rows = train_for(algo, args.env, episodes=episodes, out=run_dir, seed=seed, device=args.device,
+                             tier=args.tier, pixels=algo != "pets", seconds=args.time_budget)
             wall = time.perf_counter() - start
             evals = evaluate(run_dir, episodes=args.eval_episodes, device=args.device, progress=False)
             mean, se = mean_se(evals)
@@ -161,7 +195,7 @@ def main() -> None:
         if args.device.startswith("cuda"):
             summary["throughput"]["gpu"] = torch.cuda.get_device_name()
 
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / args.summary).write_text(json.dumps(summary, indent=1))
     if args.save_curves:
         save_curves(summary, tag, " ".join(["benchmarks/pixels.py", *sys.argv[1:]]))
     print(f"\n{'run':14s} {'eval return':>16s} {'z vs random':>12s} {'env steps':>10s} {'wall s':>8s}")
