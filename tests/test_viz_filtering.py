@@ -147,7 +147,7 @@ def test_kalman_figure_bands_are_two_standard_deviations(tracking):
     assert_labelled(fig)
     position, velocity, loglik = fig.axes
     assert position.get_ylabel() == "position (m)" and velocity.get_ylabel() == "velocity (m/s)"
-    # on the observed component: first the predictive band u_t ± 2√V_t, then the posterior m_t ± 2 sd
+    # on the observed component: first the predictive band ŷ_t ± 2√V_t, then the posterior m_t ± 2 sd
     _, low, up = band(position, 0)
     u, V = result.predicted_obs_means[:, 0].numpy(), result.predicted_obs_covs[:, 0, 0].numpy()
     np.testing.assert_allclose(up, u + 2 * np.sqrt(V), rtol=1e-10)

@@ -17,7 +17,7 @@ Bayesian filtering recursion (marginalise -> predictive of y_t -> condition):
 - nonlinear models: :func:`extended_kalman_filter`, :func:`particle_filter`.
 
 Notation (the slide's): p(s_0) = N(m_0, S_0); p(s_t | s_{t-1}) = N(E_t s_{t-1} (+ B u_t), F_t);
-p(y_t | s_t) = N(C s_t, D); p(s_t | Y_{1:t-1}) = N(μ_t, Σ_t); p(y_t | Y_{1:t-1}) = N(u_t, V_t);
+p(y_t | s_t) = N(C s_t, D); p(s_t | Y_{1:t-1}) = N(μ_t, Σ_t); p(y_t | Y_{1:t-1}) = N(ŷ_t, V_t) (the slides' u_t);
 p(s_t | Y_{1:t}) = N(m_t, S_t).
 """
 

@@ -9,7 +9,8 @@ The slide's linear-Gaussian state-space model::
 θ = {m_0, S_0, E_t, F_t, C, D, B} is one :class:`~mbrl_course.filters.LinearGaussianSSM` ``params``
 whose fields map to the symbols as follows: ``initial_mean`` m_0, ``initial_cov`` S_0,
 ``transition_matrix`` E_t, ``transition_cov`` F_t, ``emission_matrix`` C, ``emission_cov`` D,
-``control_matrix`` B; ``controls`` u_t come with the data. Every y_t is preceded by a prediction
+``control_matrix`` B; ``controls`` u_t come with the data. The predicted observation mean, which the
+slides also call u_t, is ŷ_t here: u is the control (docs/notation.md). Every y_t is preceded by a prediction
 step from s_{t-1}, so y_1 is predicted from the prior p(s_0).
 
 Shapes: ``observations: (..., T, dy)``; ``controls: (..., T, du)``; the model's fields as in
@@ -59,7 +60,7 @@ class KalmanFilterResult:
     predicted_covs: torch.Tensor
     """Σ_t, the covariance of p(s_t | Y_{1:t-1}): (..., T, dx, dx)"""
     predicted_obs_means: torch.Tensor
-    """u_t, the mean of p(y_t | Y_{1:t-1}): (..., T, dy)"""
+    """ŷ_t, the mean of p(y_t | Y_{1:t-1}) (the slides' u_t): (..., T, dy)"""
     predicted_obs_covs: torch.Tensor
     """V_t, the covariance of p(y_t | Y_{1:t-1}): (..., T, dy, dy)"""
     step_log_likelihoods: torch.Tensor
@@ -97,7 +98,7 @@ class PredictionResult:
     state_covs: torch.Tensor
     """Σ_{T+k}: (..., K, dx, dx)"""
     obs_means: torch.Tensor
-    """u_{T+k} = C μ_{T+k}: (..., K, dy)"""
+    """ŷ_{T+k} = C μ_{T+k}: (..., K, dy)"""
     obs_covs: torch.Tensor
     """V_{T+k} = D + C Σ_{T+k} Cᵀ: (..., K, dy, dy)"""
 
@@ -137,10 +138,10 @@ def update_step(
     The slide's form S_t = (Σ⁻¹ + Cᵀ D⁻¹ C)⁻¹, m_t = S_t (Cᵀ D⁻¹ y_t + Σ⁻¹ μ) is computed in the
     equivalent gain form (matrix-inversion lemma), which needs no Σ⁻¹ and stays positive definite:
 
-    V_t = D + C Σ Cᵀ,  u_t = C μ,  K = Σ Cᵀ V_t⁻¹,
-    m_t = μ + K (y_t - u_t),  S_t = (I - K C) Σ (I - K C)ᵀ + K D Kᵀ  (Joseph form),
+    V_t = D + C Σ Cᵀ,  ŷ_t = C μ,  K = Σ Cᵀ V_t⁻¹,
+    m_t = μ + K (y_t - ŷ_t),  S_t = (I - K C) Σ (I - K C)ᵀ + K D Kᵀ  (Joseph form),
 
-    and returns also log p(y_t | Y_{1:t-1}) = log N(y_t | u_t, V_t). NaN entries of ``observation``
+    and returns also log p(y_t | Y_{1:t-1}) = log N(y_t | ŷ_t, V_t). NaN entries of ``observation``
     are missing: the update conditions on the observed entries only (none observed: m_t = μ,
     S_t = Σ, log-likelihood 0).
 
@@ -150,7 +151,7 @@ def update_step(
     """
     observed = ~torch.isnan(observation)
     C, D = mask_emission(emission_matrix, emission_cov, observed)
-    residual = torch.where(observed, observation - matvec(C, predicted_mean), 0.0)  # y_t - u_t, 0 where missing
+    residual = torch.where(observed, observation - matvec(C, predicted_mean), 0.0)  # y_t - ŷ_t, 0 where missing
     return condition(predicted_mean, predicted_cov, residual, C, D, observed)
 
 
@@ -192,7 +193,7 @@ def run_kalman_filter(inputs: FilterInputs) -> KalmanFilterResult:
 
 
 def _assemble(inputs: FilterInputs, mu, Sigma, m, S, step_ll) -> KalmanFilterResult:
-    """The result from μ_t, Σ_t, m_t, S_t and log p(y_t | Y_{1:t-1}), with u_t = C μ_t, V_t = D + C Σ_t Cᵀ."""
+    """The result from μ_t, Σ_t, m_t, S_t and log p(y_t | Y_{1:t-1}), with ŷ_t = C μ_t, V_t = D + C Σ_t Cᵀ."""
     bs, C, D = inputs.batch_shape, inputs.model.emission_matrix, inputs.model.emission_cov
     u, V = matvec(C, mu), symmetrize(D + C @ Sigma @ C.mT)
     step_ll = _expand(step_ll, bs + (inputs.num_steps,), 0)
@@ -256,10 +257,10 @@ def kalman_filter(
     For t = 1..T, starting from p(s_0) = N(m_0, S_0):
 
     - marginalisation  p(s_t | Y_{1:t-1}) = N(μ_t, Σ_t),  μ_t = E_t m_{t-1} (+ B u_t),  Σ_t = F_t + E_t S_{t-1} E_tᵀ
-    - marginalisation  p(y_t | Y_{1:t-1}) = N(u_t, V_t),  u_t = C μ_t,  V_t = D + C Σ_t Cᵀ
+    - marginalisation  p(y_t | Y_{1:t-1}) = N(ŷ_t, V_t),  ŷ_t = C μ_t,  V_t = D + C Σ_t Cᵀ
     - inference        p(s_t | Y_{1:t}) = N(m_t, S_t),  S_t = (Σ_t⁻¹ + Cᵀ D⁻¹ C)⁻¹,  m_t = S_t (Cᵀ D⁻¹ y_t + Σ_t⁻¹ μ_t)
 
-    and log p(Y_{1:T}) = Σ_t log N(y_t | u_t, V_t). ``method="sequential"`` runs exactly this loop,
+    and log p(Y_{1:T}) = Σ_t log N(y_t | ŷ_t, V_t). ``method="sequential"`` runs exactly this loop,
     :func:`predict_step` then :func:`update_step` for t = 1..T (the inference step in the equivalent
     Joseph-form gain update, which keeps S_t symmetric positive definite in float32 and float64).
     ``method="parallel"`` computes the same numbers with the associative scan of
@@ -384,10 +385,10 @@ def predict(
     """k-step prediction in closed form, k = 1..K (K = ``num_steps``).
 
     p(y_{T+k} | Y_{1:T}) = ∫ p(y_{T+k} | s_{T+k}) Π_{t=T+1}^{T+k} p(s_t | s_{t-1}) p(s_T | Y_{1:T}) ds_{T:T+k}
-                         = N(u_{T+k}, V_{T+k}),
+                         = N(ŷ_{T+k}, V_{T+k}),
 
     with μ_T = m_T, Σ_T = S_T and, for k = 1..K, (μ_{T+k}, Σ_{T+k}) = :func:`predict_step` (μ_{T+k-1}, Σ_{T+k-1}):
-    μ_{T+k} = E μ_{T+k-1} (+ B u_{T+k}), Σ_{T+k} = F + E Σ_{T+k-1} Eᵀ, u_{T+k} = C μ_{T+k},
+    μ_{T+k} = E μ_{T+k-1} (+ B u_{T+k}), Σ_{T+k} = F + E Σ_{T+k-1} Eᵀ, ŷ_{T+k} = C μ_{T+k},
     V_{T+k} = D + C Σ_{T+k} Cᵀ.
 
     ``params``: the model (its E, F, C, D, B; m_0 and S_0 are not used), matrices fixed or with a time

@@ -1,14 +1,14 @@
 """Figures and widgets of the filtering lecture (``lectures/06-filtering.ipynb``).
 
-In the slide's notation (p(s_t | Y_{1:t-1}) = N(μ_t, Σ_t), p(y_t | Y_{1:t-1}) = N(u_t, V_t),
-p(s_t | Y_{1:t}) = N(m_t, S_t)):
+In the slide's notation (p(s_t | Y_{1:t-1}) = N(μ_t, Σ_t), p(y_t | Y_{1:t-1}) = N(ŷ_t, V_t),
+p(s_t | Y_{1:t}) = N(m_t, S_t)); the slides write u_t for ŷ_t, and the course keeps u for actions (docs/notation.md):
 
 - :func:`plot_grid_filter`: the Bayesian filter on a grid, p(s_t | Y_{1:t}) as a heat map over time
   next to the true state, with the observations above and the emission map beside it;
 - :func:`plot_filter_steps`: single steps up close: prediction p(s_t | Y_{1:t-1}), likelihood
   p(y_t | s_t) and filtering posterior p(s_t | Y_{1:t}) on one axis;
 - :func:`plot_kalman_filter`: a Kalman filter on a tracking problem: m_t ± 2 sd per state
-  component, the predictive band u_t ± 2 √V_t, and log p(y_t | Y_{1:t-1}) per step;
+  component, the predictive band ŷ_t ± 2 √V_t, and log p(y_t | Y_{1:t-1}) per step;
 - :func:`plot_noise_settings`: the same data filtered under several noise levels (q, r), side by side;
 - :func:`noise_explorer`: sliders for q and r that redraw :func:`plot_kalman_filter` (ipywidgets),
   or that figure alone where widgets are unavailable;
@@ -218,7 +218,7 @@ def _draw_kalman(axes, times, result: KalmanFilterResult, states, observations, 
     sd = np.sqrt(np.clip(np.diagonal(S, axis1=1, axis2=2), 0.0, None))
     for k, ax in enumerate(axes[: len(names)]):
         if k == observed_component:
-            _band(ax, times, u[:, 0], np.sqrt(V[:, 0, 0]), "C1", f"prediction u_t ± {BAND:g}√V_t", alpha=0.18)
+            _band(ax, times, u[:, 0], np.sqrt(V[:, 0, 0]), "C1", f"prediction ŷ_t ± {BAND:g}√V_t", alpha=0.18)
         _band(ax, times, m[:, k], sd[:, k], "C0", f"posterior m_t ± {BAND:g} sd")
         if states is not None:
             ax.plot(times, states[:, k], color="k", lw=1.1, label="true state")
@@ -253,7 +253,7 @@ def plot_kalman_filter(
     """One panel per state component (m_t ± 2 sd, the true state) and one of log p(y_t | Y_{1:t-1}).
 
     ``result``: :func:`~mbrl_course.filters.kalman_filter` of one sequence; ``times: (T,)``;
-    ``states: (T, dx)``; ``observations: (T, 1)``, drawn with the predictive band u_t ± 2 √V_t on
+    ``states: (T, dx)``; ``observations: (T, 1)``, drawn with the predictive band ŷ_t ± 2 √V_t on
     the panel of ``observed_component`` (the state component the scalar y_t measures).
     """
     _unbatched("result", result)
@@ -493,7 +493,7 @@ def plot_k_step_prediction(
     u_all = np.concatenate([[m[-1]], u[:, 0]])
     sd_all = np.concatenate([[sd[-1]], np.sqrt(V[:, 0, 0])])
     t_all = np.concatenate([[t[-1]], tf])
-    _band(ax, t_all, u_all, sd_all, "C1", f"prediction u_T+k ± {BAND:g}√V_T+k")
+    _band(ax, t_all, u_all, sd_all, "C1", f"prediction ŷ_T+k ± {BAND:g}√V_T+k")
     ax.plot(t_all, u_all, color="C1", lw=1.3, ls="--")
     if states is not None:
         x = _np("states", states, 2)
@@ -529,7 +529,7 @@ def plot_bayesian_kalman_filter(
     Args:
         times: ``(T,)``; observations: ``(T, 1)``.
         results: label -> :class:`KalmanFilterResult` of the sequence under that model (one-step
-            predictions u_t ± 2 √V_t are drawn, and Σ_{τ<=t} log p(y_τ | Y_{1:τ-1})).
+            predictions ŷ_t ± 2 √V_t are drawn, and Σ_{τ<=t} log p(y_τ | Y_{1:τ-1})).
         parameters: label -> ``(T,)`` a scalar summary of E_t per step (e.g. its rotation angle), for
             the models in ``results`` and possibly the truth.
     """
@@ -546,7 +546,7 @@ def plot_bayesian_kalman_filter(
         u = _np("u", result.predicted_obs_means)[:, 0]
         sd = np.sqrt(_np("V", result.predicted_obs_covs)[:, 0, 0])
         color = f"C{k}"
-        _band(axes[0], t, u, sd, color, f"{label}: u_t ± {BAND:g}√V_t", alpha=0.2)
+        _band(axes[0], t, u, sd, color, f"{label}: ŷ_t ± {BAND:g}√V_t", alpha=0.2)
         axes[0].plot(t, u, color=color, lw=1.0)
         cumulative = np.cumsum(_np("step_log_likelihoods", result.step_log_likelihoods, 1))
         axes[2].plot(t, cumulative, color=color, label=f"{label}: log p(Y_1:T) = {cumulative[-1]:.1f}")

@@ -363,7 +363,7 @@ def plot_lambda_returns(rewards, values, gamma: float, lam: float, horizon: int 
     left.plot(t, returns[1.0].numpy(), ls=":", lw=1.4, color="0.2", label="λ = 1: return to h, then v(s_h)")
     left.plot(t, returns[lam].numpy(), marker="s", color="tab:red", lw=2.0, label="V_λ(s_t)")
     left.set(xlabel="imagined step t", ylabel="value / return", xlim=(-0.6, h + 0.6),
-             title=f"along the trajectory (h = {h}, γ = {gamma:g}, λ = {lam:g})")
+             title=f"along the trajectory (H = {h}, γ = {gamma:g}, λ = {lam:g})")
     left.grid(alpha=0.3)
     _legend(left, reward_axis, fontsize=7)
 
@@ -388,7 +388,7 @@ def plot_lambda_returns(rewards, values, gamma: float, lam: float, horizon: int 
 
 def lambda_return_explorer(rewards, values, gamma: float, lam: float = 0.95, horizon: int | None = None, *,
                            interactive: bool | None = None):
-    """Sliders for λ and the horizon h over one trajectory's :func:`plot_lambda_returns` (ipywidgets).
+    """Sliders for λ and the horizon H over one trajectory's :func:`plot_lambda_returns` (ipywidgets).
 
     ``interactive``: True the widget (needs ipywidgets and a Jupyter frontend), False the static figure for
     ``lam`` and ``horizon``, None the widget where :func:`~mbrl_course.viz.widgets_available`, else the figure.
@@ -412,7 +412,7 @@ def lambda_return_explorer(rewards, values, gamma: float, lam: float = 0.95, hor
     style, layout = {"description_width": "110px"}, widgets.Layout(width="460px")
     lam_slider = widgets.FloatSlider(value=lam, min=0.0, max=1.0, step=0.05, description="λ", style=style,
                                      layout=layout, continuous_update=False)
-    horizon_slider = widgets.IntSlider(value=h, min=1, max=H, description="horizon h", style=style, layout=layout,
+    horizon_slider = widgets.IntSlider(value=h, min=1, max=H, description="horizon H", style=style, layout=layout,
                                        continuous_update=False)
     image = widgets.Image(value=_png(plot_lambda_returns(r, v, gamma, lam, h)), format="png",
                           layout=widgets.Layout(max_width="100%"))
