@@ -7,8 +7,8 @@ p(s_t | s_{t-1}) = N(E_t s_{t-1}, F_t), p(y_t | s_t) = N(C s_t, D):
   Σ_t = F_t + E_t S_{t-1} E_tᵀ;
 - ``update_step(mu, Sigma, y, C, D) -> (m, S)``: p(s_t | Y_{1:t}) = N(m_t, S_t), in the slide's
   information form or the equivalent gain form;
-- ``log_predictive(mu, Sigma, y, C, D) -> (...)``: log p(y_t | Y_{1:t-1}) = log N(y_t | u_t, V_t),
-  u_t = C μ_t, V_t = D + C Σ_t Cᵀ;
+- ``log_predictive(mu, Sigma, y, C, D) -> (...)``: log p(y_t | Y_{1:t-1}) = log N(y_t | ŷ_t, V_t),
+  ŷ_t = C μ_t, V_t = D + C Σ_t Cᵀ;
 - ``kalman_log_likelihood(Y, m0, S0, E, F, C, D) -> ()``: log p(Y_{1:T}) = Σ_t log p(y_t | Y_{1:t-1});
 - ``fit(log_likelihood, initial_params, num_steps, learning_rate) -> (params, trace)``: gradient
   ascent on a log-likelihood with ``torch.optim.Adam`` and autograd.
@@ -380,7 +380,7 @@ def check_update_step_batched(update_step: Callable, seed: int = 0, batch: int =
 
 
 # ------------------------------------------------------------------------------ log_predictive
-PREDICTIVE_HINT = "log N(y_t | u_t, V_t) = -½ (y_t - u_t)ᵀ V_t⁻¹ (y_t - u_t) - ½ log det V_t - (dy/2) log 2π."
+PREDICTIVE_HINT = "log N(y_t | ŷ_t, V_t) = -½ (y_t - ŷ_t)ᵀ V_t⁻¹ (y_t - ŷ_t) - ½ log det V_t - (dy/2) log 2π."
 
 
 def _log_predictive(log_predictive: Callable, mu, Sigma, y, C, D) -> torch.Tensor:
@@ -421,7 +421,7 @@ def _check_log_predictive_example(log_predictive: Callable, seed: int, dx: int, 
             "no 2pi": (want + const, f"off by the constant (dy/2) log 2π = {const:.4g}: missing the log 2π term?"),
             "2pi sign": (want + 2 * const, "the log 2π term has the wrong sign: it is -(dy/2) log 2π."),
             "logdet no half": (want - 0.5 * logdet, "the log-determinant needs its ½: -½ log det V_t."),
-            "quad no half": (want - 0.5 * quad, "the quadratic term needs its ½: -½ (y - u)ᵀ V⁻¹ (y - u)."),
+            "quad no half": (want - 0.5 * quad, "the quadratic term needs its ½: -½ (y_t - ŷ_t)ᵀ V_t⁻¹ (y_t - ŷ_t)."),
             "no half": (want - 0.5 * quad - 0.5 * logdet, "both the quadratic term and the log-determinant need a ½."),
             "V = D": (log_normal(u, D), "you used D as the covariance of y_t; the predictive covariance is "
                                         "V_t = D + C Σ_t Cᵀ (the state's uncertainty adds to the noise)."),
@@ -433,7 +433,7 @@ def _check_log_predictive_example(log_predictive: Callable, seed: int, dx: int, 
         if dx == dy:  # square C: the state's moments have the shape of y's
             out["V = Sigma"] = (log_normal(u, Sigma), "you used Σ_t as the covariance of y_t; use the predictive "
                                                       "covariance of y_t, V_t = D + C Σ_t Cᵀ, not the state's Σ_t.")
-            out["mean mu"] = (log_normal(mu, V), "you compared y_t with μ_t; the predicted observation is u_t = C μ_t.")
+            out["mean mu"] = (log_normal(mu, V), "you compared y_t with μ_t; the predicted observation is ŷ_t = C μ_t.")
             out["no D, Sigma"] = (log_normal(u, Sigma + D), "you used D + Σ_t; the predictive covariance is "
                                                             "V_t = D + C Σ_t Cᵀ.")
         if dx >= dy:
