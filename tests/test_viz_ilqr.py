@@ -4,7 +4,11 @@ against closed-form linear-Gaussian marginals, hand-computed predictions and rol
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -366,10 +370,166 @@ def test_gps_figures_draw_the_samples_weights_and_progress(gps_update):
         vi.plot_guiding_samples(update, condition=config.conditions)
 
     fig = vi.plot_gps_progress([update, update])
-    np.testing.assert_allclose(lines(fig.axes[0], "π_θ's mean rollout, same starts")[0].get_ydata(),
+    np.testing.assert_allclose(lines(fig.axes[0], "μ_θ's mean rollout, same starts")[0].get_ydata(),
                                [float(update.policy_return.mean())] * 2)
     diff = vi.pendulum_angle(update.policy_states) - vi.pendulum_angle(update.plan_states)
     gap = np.abs((diff + np.pi) % (2 * np.pi) - np.pi).mean()  # the distance on the circle
     np.testing.assert_allclose(lines(fig.axes[1])[0].get_ydata(), [gap, gap])
     with pytest.raises(ValueError, match="updates"):
         vi.plot_gps_progress([])
+
+
+def test_gps_distance_is_the_angle_gap_on_the_circle(gps_update):
+    _, update, _ = gps_update
+    C, T1 = update.plan_states.shape[:2]
+    theta_plan = torch.linspace(0.0, 3.0, T1, dtype=F64).expand(C, T1)
+    gap = torch.tensor([0.3, -0.5], dtype=F64)[:C, None] + 2 * math.pi  # a full turn more counts for nothing
+    theta_policy = theta_plan + gap
+    speed = torch.zeros_like(theta_plan)
+    as_states = lambda th: torch.stack([th.cos(), th.sin(), speed], -1)  # noqa: E731
+    fake = vi.GPSUpdate(**{**vars(update), "plan_states": as_states(theta_plan),
+                           "policy_states": as_states(theta_policy)})
+    np.testing.assert_allclose(vi.gps_distance(fake), [0.3, 0.5][:C], atol=1e-9)
+    np.testing.assert_allclose(vi.wrapped_angle_distance(np.array([3.0]), np.array([-3.0])), [2 * np.pi - 6.0])
+    with pytest.raises(ValueError, match="theta, reference"):
+        vi.wrapped_angle_distance(np.zeros(3), np.zeros(4))
+    with pytest.raises(TypeError, match="update"):
+        vi.gps_distance(None)
+
+
+def test_describe_gps_update_draws_no_random_numbers(gps_update):
+    learner, update, _ = gps_update
+    states = [g.get_state() for g in (learner.generator, learner.start_generator, learner.act_generator)]
+    torch_state = torch.get_rng_state()
+    again = vi.describe_gps_update(learner, TrueDynamics("Pendulum-v1", dtype=F64))
+    assert all(torch.equal(a, g.get_state()) for a, g in
+               zip(states, (learner.generator, learner.start_generator, learner.act_generator), strict=True))
+    assert torch.equal(torch_state, torch.get_rng_state())
+    assert torch.equal(again.policy_states, update.policy_states) and torch.equal(again.weights, update.weights)
+    fresh = GPSLearner(learner.policy, reward_fn=learner.reward_fn, start_sampler=learner.start_sampler,
+                       config=learner.config)
+    with pytest.raises(ValueError, match="learner"):
+        vi.describe_gps_update(fresh, TrueDynamics("Pendulum-v1", dtype=F64))
+
+
+# ------------------------------------------------------------------------------ GPS: the benchmark's shipped curves
+SHIPPED_GPS = Path(__file__).resolve().parents[1] / "mbrl_course" / "viz" / "data" / "gps_Pendulum-v1.json"
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("gps_benchmark",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "gps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_writes_what_the_loader_reads(tmp_path):
+    """A smoke-sized run of benchmarks/gps.py --save-curves, read back: ~3 s."""
+    bench = _benchmark_module()
+    config = GPSConfig.for_budget("smoke")
+    rows, snapshots = bench.run_gps(config, seed=0, iterations=3, eval_episodes=2)
+    args = SimpleNamespace(tier="smoke", iterations=3, eval_episodes=2)
+    path = tmp_path / "curves.json"
+    bench.save_curves(path, "benchmarks/gps.py --test", config, args, {0: rows}, {0: snapshots}, {0: 1.0})
+    curves = vi.gps_benchmark_curves(path=path)
+    (run,) = curves["seeds"].values()
+    assert [r["update"] for r in run["rows"]] == [0, 1, 2, 3]
+    assert [s["update"] for s in run["snapshots"]] == [1, 2, 3]  # first, middle, last
+    for row, original in zip(run["rows"], rows, strict=True):
+        returns = original["eval_returns"]
+        assert row["eval_return"] == pytest.approx(np.mean(returns), abs=1e-3)
+        assert row["eval_se"] == pytest.approx(np.std(returns, ddof=1) / math.sqrt(len(returns)), abs=1e-3)
+        np.testing.assert_allclose(row["eval_returns"], returns, atol=0.005)  # stored to 2 decimals
+    snap = run["snapshots"][-1]
+    starts, kept = min(3, config.learner.conditions), min(4, config.learner.guided_samples) + \
+        min(2, config.learner.policy_samples)
+    steps = len(range(0, config.learner.horizon + 1, 2))
+    assert np.asarray(snap["plan"]).shape == (starts, steps)
+    assert np.asarray(snap["samples"]).shape == (starts, kept, steps)
+    assert np.all((np.asarray(snap["final_weights"]) >= 0) & (np.asarray(snap["final_weights"]) <= 1))
+    fig = vi.plot_gps_benchmark_curves(curves)
+    np.testing.assert_allclose(lines(fig.axes[0])[0].get_ydata(), [r["distance"] for r in run["rows"][1:]])
+    with pytest.raises(SystemExit):  # --save-curves records a run: not with --gps-from
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("sys.argv", ["gps.py", "--save-curves", "--gps-from", str(path)])
+            bench.main()
+
+
+def test_gps_benchmark_curves_returns_the_shipped_file():
+    curves = vi.gps_benchmark_curves()
+    assert curves == json.loads(SHIPPED_GPS.read_text())
+    assert SHIPPED_GPS.stat().st_size < 200_000
+    assert "benchmarks/gps.py" in curves["command"] and "--save-curves" in curves["command"]
+    assert sorted(curves["seeds"]) == ["0", "1", "2"] and curves["iterations"] == 12
+    assert curves["setting"]["model"] == "true"  # the lecture says iLQR used the true dynamics
+    for run in curves["seeds"].values():
+        rows = run["rows"]
+        for row in rows:  # the standard errors, recomputed from the episodes' returns
+            returns = row["eval_returns"]
+            assert len(returns) == curves["eval_episodes"]
+            assert row["eval_return"] == pytest.approx(np.mean(returns), abs=0.01)
+            assert row["eval_se"] == pytest.approx(np.std(returns, ddof=1) / math.sqrt(len(returns)), abs=0.01)
+        assert [s["update"] for s in run["snapshots"]] == [1, 6, 12]
+        # what lecture 5 says of the shipped run: the policy alone swings up on every evaluation episode after
+        # the last update, and its rollout ends closer to the guiding trajectories than after the first
+        assert rows[-1]["upright"] == 1.0
+        assert rows[-1]["distance"] < rows[1]["distance"]
+        # ... the policy's return on f follows its guide's more closely over the last six updates than the first six
+        gap = [abs(r["policy_return"] - r["plan_return"]) for r in rows[1:]]
+        assert np.mean(gap[6:]) < np.mean(gap[:6])
+        assert max(r["ess"] for r in rows[1:]) < 1.5  # ... the ESS stays near 1 of m = 12
+        assert rows[-1]["samples"] == 12
+    # ... and the policy scores above its guide on some updates
+    assert any(r["policy_return"] > r["plan_return"] for run in curves["seeds"].values() for r in run["rows"][1:])
+
+
+def test_gps_benchmark_curves_refuse_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="name: expected one of the shipped GPS curves"):
+        vi.gps_benchmark_curves("nonexistent")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        vi.gps_benchmark_curves(path=bad)
+    curves = vi.gps_benchmark_curves()
+    broken = json.loads(json.dumps(curves))
+    del broken["seeds"]["1"]["rows"][-1]
+    with pytest.raises(ValueError, match="seed 1: expected 12 \\+ 1 rows"):
+        vi.plot_gps_benchmark_curves(broken)
+    broken = json.loads(json.dumps(curves))
+    del broken["seeds"]["0"]["rows"][3]["distance"]
+    with pytest.raises(ValueError, match="row 3.*missing \\['distance'\\]"):
+        vi.plot_gps_benchmark_rollouts(broken)
+    broken = json.loads(json.dumps(curves))
+    broken["seeds"]["2"]["snapshots"][0]["policy"] = broken["seeds"]["2"]["snapshots"][0]["policy"][:1]
+    with pytest.raises(ValueError, match="seed 2, update 1: expected plan and policy"):
+        vi.plot_gps_benchmark_rollouts(broken, seed=2)
+    with pytest.raises(ValueError, match="expected the keys command"):
+        vi.plot_gps_benchmark_curves({"seeds": {}})
+    with pytest.raises(ValueError, match="seed: expected one of the file's seeds"):
+        vi.plot_gps_benchmark_rollouts(curves, seed=7)
+
+
+def test_gps_benchmark_figures_draw_the_shipped_numbers():
+    curves = vi.gps_benchmark_curves()
+    fig = vi.plot_gps_benchmark_rollouts(curves, seed=1)
+    snapshots = curves["seeds"]["1"]["snapshots"]
+    assert len(fig.axes) == len(snapshots)
+    for ax, snap in zip(fig.axes, snapshots, strict=True):
+        solid = [ln for ln in lines(ax) if ln.get_linewidth() == 2 and ln.get_linestyle() == "-"]
+        dashed = [ln for ln in lines(ax) if ln.get_linestyle() == "--"]
+        np.testing.assert_allclose(np.stack([ln.get_ydata() for ln in solid]), snap["plan"])
+        np.testing.assert_allclose(np.stack([ln.get_ydata() for ln in dashed]), snap["policy"])
+        np.testing.assert_allclose(solid[0].get_xdata(), np.arange(len(snap["plan"][0])) * snap["step_every"])
+        assert f"update {snap['update']}" in ax.get_title()
+    fig = vi.plot_gps_benchmark_curves(curves)
+    distance, returns, evaluation, ess = fig.axes
+    for k, (seed, run) in enumerate(curves["seeds"].items()):
+        rows = run["rows"]
+        np.testing.assert_allclose(lines(distance, f"seed {seed}")[0].get_ydata(), [r["distance"] for r in rows[1:]])
+        np.testing.assert_allclose(lines(returns, f"seed {seed}: μ_θ")[0].get_ydata(),
+                                   [r["policy_return"] for r in rows[1:]])
+        np.testing.assert_allclose(lines(returns, f"seed {seed}: guiding x̄")[0].get_ydata(),
+                                   [r["plan_return"] for r in rows[1:]])
+        np.testing.assert_allclose(lines(ess, f"seed {seed}")[0].get_ydata(), [r["ess"] for r in rows[1:]])
+        np.testing.assert_allclose(evaluation.containers[k].lines[0].get_ydata(), [r["eval_return"] for r in rows])

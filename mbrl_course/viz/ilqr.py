@@ -19,15 +19,21 @@ reward read as a cost, J = Σ_t c(x_t, u_t) the cost of a trajectory, (x̄, ū) 
   what the local model predicts against what the true dynamics do;
 - :func:`record_gps_update`, :func:`plot_guiding_samples`, :func:`plot_gps_progress`: guided policy search
   (:mod:`mbrl_course.agents.gps`): one update's guiding and policy samples with their importance weights,
-  and the policy's rollouts against iLQR's guiding trajectories over the updates.
+  and the policy's rollouts against iLQR's guiding trajectories over the updates (:func:`gps_distance`);
+- :func:`gps_benchmark_curves`, :func:`plot_gps_benchmark_rollouts`, :func:`plot_gps_benchmark_curves`: the
+  same quantities as measured by ``benchmarks/gps.py --save-curves`` over 12 updates on three seeds, shipped in
+  ``mbrl_course/viz/data/gps_Pendulum-v1.json`` (the lecture's live run is too short to get there).
 
 Every plotting function returns a :class:`matplotlib.figure.Figure` made with pyplot and takes tensors or arrays.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,9 +68,14 @@ __all__ = [
     "Plan",
     "TrustRegionSweep",
     "angle_pendulum",
+    "describe_gps_update",
+    "gps_benchmark_curves",
+    "gps_distance",
     "ilqr_snapshots",
     "pendulum_angle",
     "plot_box_qp",
+    "plot_gps_benchmark_curves",
+    "plot_gps_benchmark_rollouts",
     "plot_gps_progress",
     "plot_guiding_samples",
     "plot_ilqr_iterations",
@@ -74,6 +85,7 @@ __all__ = [
     "record_gps_update",
     "sample_trajectories",
     "trust_region_sweep",
+    "wrapped_angle_distance",
 ]
 
 
@@ -514,7 +526,7 @@ class GPSUpdate:
     plan_states: torch.Tensor
     """(C, T+1, n): iLQR's guiding trajectories x̄^j."""
     sample_states: torch.Tensor
-    """(C, m, T+1, n): the samples; the first ``guided`` from the guiding controllers q_j, the rest from π_θ̄."""
+    """(C, m, T+1, n): the samples; the first ``guided`` from the guiding controllers q_j, the rest from μ_θ̄."""
     guided: int
     """m_g."""
     weights: torch.Tensor
@@ -529,15 +541,18 @@ class GPSUpdate:
     """(C,): 1 / Σ_i w̄_i,T², how many samples the estimate at the last step rests on."""
 
 
-def record_gps_update(learner, model) -> GPSUpdate:
-    """Run one :meth:`~mbrl_course.agents.gps.GPSLearner.policy_update` on ``model`` and record it.
+def describe_gps_update(learner, model) -> GPSUpdate:
+    """Record the last :meth:`~mbrl_course.agents.gps.GPSLearner.policy_update` of ``learner`` (run on ``model``)
+    without running another one.
 
-    The weights are Levine & Koltun's w̄_i,t recomputed under the updated θ (``learner.objective``); the
-    policy's mean rollout u_t = mean of π_θ(· | x_t), clipped, x_{t+1} = f(x_t, u_t), starts from the update's
-    start states and runs as long as the samples.
+    The weights are Levine & Koltun's w̄_i,t recomputed under the updated θ (``learner.objective``) on that
+    update's samples only; the policy's mean rollout u_t = mean of μ_θ(· | x_t), clipped, x_{t+1} = f(x_t, u_t),
+    starts from the update's start states and runs as long as the samples. Uses no random numbers, so recording
+    does not change the run.
     """
-    learner.policy_update(model)
     samples, plan = learner.last_samples, learner.last_plan
+    if samples is None or plan is None:
+        raise ValueError("learner: expected a GPSLearner after at least one policy_update, got one with no update yet")
     with torch.no_grad():
         objective = learner.objective(samples)
         start = samples.obs[:, 0, 0]
@@ -552,6 +567,35 @@ def record_gps_update(learner, model) -> GPSUpdate:
                      weights=objective.weights.detach(), policy_states=out.obs.transpose(0, 1).detach(),
                      plan_return=-plan.cost.detach(), policy_return=out.reward.sum(0).detach(),
                      effective_samples=objective.effective_samples.detach())
+
+
+def record_gps_update(learner, model) -> GPSUpdate:
+    """Run one :meth:`~mbrl_course.agents.gps.GPSLearner.policy_update` on ``model`` and record it
+    (:func:`describe_gps_update`)."""
+    learner.policy_update(model)
+    return describe_gps_update(learner, model)
+
+
+def wrapped_angle_distance(theta, reference) -> np.ndarray:
+    """|wrap(θ − θ_ref)| with wrap into (−π, π]: the distance of two angles on the circle (a full turn more or
+    less is no difference); any matching shapes, elementwise."""
+    theta, reference = _np("theta", theta), _np("reference", reference)
+    if theta.shape != reference.shape:
+        raise ValueError(f"theta, reference: expected the same shape, got {theta.shape} and {reference.shape}")
+    return np.abs(np.angle(np.exp(1j * (theta - reference))))
+
+
+def gps_distance(update: GPSUpdate, *, angle: Callable | None = pendulum_angle) -> np.ndarray:
+    """How far the policy's mean rollout is from iLQR's guiding trajectory, per start state: ``(C,)``.
+
+        d_j = (1 / (T+1)) Σ_{t=0}^{T} |wrap(θ_t^μ,j − θ̄_t^j)|     (radians; 0 when the policy retraces x̄^j)
+
+    with θ = ``angle(states)`` (None: state dimension 0, e.g. θ of x = (θ, θ̇) from :func:`angle_pendulum`).
+    """
+    if not isinstance(update, GPSUpdate):
+        raise TypeError(f"update: expected a GPSUpdate (from record_gps_update), got {type(update).__name__}")
+    convert = angle if angle is not None else (lambda s: _np("states", s)[..., 0])
+    return wrapped_angle_distance(convert(update.policy_states), convert(update.plan_states)).mean(-1)
 
 
 def plot_guiding_samples(update: GPSUpdate, condition: int = 0, *, angle: Callable | None = pendulum_angle,
@@ -572,12 +616,12 @@ def plot_guiding_samples(update: GPSUpdate, condition: int = 0, *, angle: Callab
         guided = i < update.guided
         color = "tab:blue" if guided else "tab:orange"
         label = ("guiding sample ~ q_j" if i == 0 else None) if guided else \
-            ("policy sample ~ π_θ̄" if i == update.guided else None)
+            ("policy sample ~ μ_θ̄" if i == update.guided else None)
         axes[0].plot(path, color=color, alpha=0.5, lw=1, label=label)
         axes[1].plot(np.arange(1, weights.shape[1] + 1), weights[i], color=color, alpha=0.7, lw=1, label=label)
     axes[0].plot(convert(update.plan_states[condition][None])[0], color="k", lw=2, label="iLQR trajectory x̄")
     axes[0].plot(convert(update.policy_states[condition][None])[0], color="tab:red", lw=2, ls="--",
-                 label="π_θ's mean rollout (after the update)")
+                 label="μ_θ's mean rollout (after the update)")
     axes[0].axhline(0.0, color="k", lw=0.8, ls=":")
     axes[0].set(xlabel="step t", ylabel=state_label, title=f"start state {condition}: samples and plans")
     axes[0].legend(fontsize=7)
@@ -596,16 +640,14 @@ def plot_gps_progress(updates: Sequence[GPSUpdate], *, angle: Callable | None = 
     updates = list(updates)
     if not updates or not all(isinstance(u, GPSUpdate) for u in updates):
         raise ValueError("updates: expected a non-empty sequence of GPSUpdate (from record_gps_update)")
-    convert = angle if angle is not None else (lambda s: _np("states", s)[..., 0])
     index = np.arange(1, len(updates) + 1)
     plan = np.array([float(u.plan_return.mean()) for u in updates])
     policy = np.array([float(u.policy_return.mean()) for u in updates])
-    gap = np.array([float(np.abs(np.angle(np.exp(1j * (convert(u.policy_states) - convert(u.plan_states))))).mean())
-                    for u in updates])  # on the circle: a full turn more or less is no difference
+    gap = np.array([float(gps_distance(u, angle=angle).mean()) for u in updates])  # on the circle
     ess = np.array([float(u.effective_samples.mean()) for u in updates])
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
     axes[0].plot(index, plan, "ks-", label="iLQR's guiding trajectories")
-    axes[0].plot(index, policy, "o-", color="tab:red", label="π_θ's mean rollout, same starts")
+    axes[0].plot(index, policy, "o-", color="tab:red", label="μ_θ's mean rollout, same starts")
     axes[0].set(xlabel="policy update", ylabel="mean return Σ_t g", title="return")
     axes[0].legend(fontsize=8)
     axes[1].plot(index, gap, "o-", color="tab:purple")
@@ -614,5 +656,161 @@ def plot_gps_progress(updates: Sequence[GPSUpdate], *, angle: Callable | None = 
     axes[2].set(xlabel="policy update", ylabel="ESS at the last step", title="effective sample size")
     for ax in axes:
         ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ GPS: the benchmark's measured curves
+GPS_ROW_KEYS = ("update", "env_steps", "eval_return", "eval_se", "eval_returns", "upright")
+"""Keys every row of a seed holds (row 0: the fresh policy, before any update)."""
+GPS_UPDATE_KEYS = ("plan_return", "policy_return", "sample_return", "distance", "log_likelihood", "ess", "samples")
+"""Keys the rows of updates 1 … N hold besides :data:`GPS_ROW_KEYS`."""
+GPS_SNAPSHOT_KEYS = ("update", "step_every", "guided_shown", "plan", "policy", "samples", "final_weights",
+                     "plan_return", "policy_return", "distance")
+
+
+def _check_gps_curves(data, source: str) -> dict:
+    """Refuse a curves file that is not what ``benchmarks/gps.py --save-curves`` writes, naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in ("command", "measured", "iterations", "setting", "seeds") if k not in data]
+    if missing or not isinstance(data["seeds"], dict) or not data["seeds"]:
+        raise ValueError(f"{source}: expected the keys command, measured, iterations, setting and a non-empty "
+                         f"'seeds' object (benchmarks/gps.py --save-curves), missing {missing or ['seeds']}")
+    iterations = data["iterations"]
+    for seed, run in data["seeds"].items():
+        rows, snapshots = run.get("rows"), run.get("snapshots")
+        if not isinstance(rows, list) or len(rows) != iterations + 1:
+            raise ValueError(f"{source}: seed {seed}: expected {iterations} + 1 rows (update 0 … {iterations}), got "
+                             f"{len(rows) if isinstance(rows, list) else rows!r}")
+        for k, row in enumerate(rows):
+            need = GPS_ROW_KEYS + (GPS_UPDATE_KEYS if k > 0 else ())
+            lacking = [key for key in need if key not in row]
+            if lacking or row["update"] != k:
+                raise ValueError(f"{source}: seed {seed}, row {k}: expected update {k} with keys {list(need)}, "
+                                 f"got update {row.get('update')!r}, missing {lacking}")
+        if not isinstance(snapshots, list) or not snapshots:
+            raise ValueError(f"{source}: seed {seed}: expected a non-empty list of snapshots, got {snapshots!r}")
+        for snap in snapshots:
+            lacking = [key for key in GPS_SNAPSHOT_KEYS if key not in snap]
+            if lacking:
+                raise ValueError(f"{source}: seed {seed}: a snapshot lacks the keys {lacking}")
+            plan, policy, samples = (np.asarray(snap[k], dtype=float) for k in ("plan", "policy", "samples"))
+            weights = np.asarray(snap["final_weights"], dtype=float)
+            if plan.ndim != 2 or policy.shape != plan.shape or samples.ndim != 3 \
+                    or samples.shape[::2] != plan.shape or weights.shape != samples.shape[:2]:
+                raise ValueError(f"{source}: seed {seed}, update {snap['update']}: expected plan and policy (S, L), "
+                                 f"samples (S, k, L) and final_weights (S, k), got {plan.shape}, {policy.shape}, "
+                                 f"{samples.shape}, {weights.shape}")
+    return data
+
+
+def gps_benchmark_curves(name: str = "gps_Pendulum-v1", *, path: str | Path | None = None) -> dict:
+    """The GPS curves ``benchmarks/gps.py --save-curves`` measured, as shipped in
+    ``mbrl_course/viz/data/<name>.json`` (or read from ``path``), checked for the expected layout.
+
+    ``{"command", "measured", "env", "tier", "iterations", "eval_episodes", "setting", "upright_rule",
+    "seeds": {seed: {"rows": [update 0 … N], "snapshots": [first, middle, last update], "wall_s"}}}``; the
+    rows' and snapshots' fields are defined in the docstring of ``benchmarks/gps.py``.
+    """
+    if path is None:
+        file = resources.files("mbrl_course.viz") / "data" / f"{name}.json"
+        if not file.is_file():
+            shipped = sorted(p.name[:-5] for p in (resources.files("mbrl_course.viz") / "data").iterdir()
+                             if p.name.startswith("gps_") and p.name.endswith(".json"))
+            raise ValueError(f"name: expected one of the shipped GPS curves {shipped}, got {name!r}")
+        text, source = file.read_text(), f"{name}.json"
+    else:
+        text, source = Path(path).read_text(), str(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source}: not valid JSON ({error})") from None
+    return _check_gps_curves(data, source)
+
+
+def _seed_colors(seeds: Sequence[str]) -> dict[str, tuple]:
+    return {seed: plt.cm.tab10(i % 10) for i, seed in enumerate(seeds)}
+
+
+def plot_gps_benchmark_rollouts(curves: dict, seed: int | str | None = None) -> Figure:
+    """θ(t) at the first, middle and last update of one seed of the shipped benchmark: per stored start state
+    (one colour each) the guiding samples (thin, more opaque the larger their weight w̄_i,T), iLQR's guiding
+    trajectory x̄ (solid) and the updated policy's mean rollout on f from the same start (dashed); each panel's
+    title gives the distance d of :func:`gps_distance` over those starts.
+
+    Args:
+        curves: from :func:`gps_benchmark_curves`.
+        seed: which seed (default: the first in the file).
+    """
+    curves = _check_gps_curves(curves, "curves")
+    seeds = list(curves["seeds"])
+    key = seeds[0] if seed is None else str(seed)
+    if key not in curves["seeds"]:
+        raise ValueError(f"seed: expected one of the file's seeds {seeds}, got {seed!r}")
+    snapshots = curves["seeds"][key]["snapshots"]
+    fig, axes = plt.subplots(1, len(snapshots), figsize=(4.6 * len(snapshots), 3.8), sharey=True, squeeze=False)
+    for ax, snap in zip(axes[0], snapshots, strict=True):
+        plan, policy = np.asarray(snap["plan"]), np.asarray(snap["policy"])
+        samples, weights = np.asarray(snap["samples"]), np.asarray(snap["final_weights"])
+        t = np.arange(plan.shape[1]) * snap["step_every"]
+        guided = snap["guided_shown"]
+        for j, color in zip(range(plan.shape[0]), plt.cm.tab10.colors, strict=False):
+            for i in range(guided):
+                ax.plot(t, samples[j, i], color=color, lw=0.7, alpha=0.15 + 0.7 * float(weights[j, i]),
+                        label="guiding samples ~ q_j" if j == 0 and i == 0 else None)
+            ax.plot(t, plan[j], color=color, lw=2, label="iLQR's guiding trajectory x̄" if j == 0 else None)
+            ax.plot(t, policy[j], color=color, lw=2, ls="--", label="μ_θ's mean rollout" if j == 0 else None)
+        top = np.round(np.rint(np.concatenate([plan[:, -1], policy[:, -1]]) / (2 * np.pi)))
+        for turns in sorted(set(top.tolist())):
+            ax.axhline(2 * np.pi * turns, color="k", lw=0.6, ls=":")
+        ax.set(xlabel="step t", title=f"update {snap['update']}: d = {float(np.mean(snap['distance'])):.2f} rad")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0, 0].set_ylabel("θ (rad, unwrapped; dotted: upright)")
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"GPS on {curves.get('env', 'Pendulum-v1')}, seed {key}, {plan.shape[0]} of the "
+                 f"{curves['setting'].get('conditions', '?')} start states per update "
+                 f"(measured by benchmarks/gps.py, {curves['measured']})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gps_benchmark_curves(curves: dict) -> Figure:
+    """Per update, one line per seed of the shipped benchmark: (1) the distance d between the policy's mean
+    rollout and the guiding trajectories (:func:`gps_distance`); (2) on f from the same start states, the
+    guiding trajectories' return (squares) and the policy's (circles); (3) the policy alone in the real env,
+    mean ± SE of its evaluation episodes (update 0: the fresh policy); (4) the effective sample size of the
+    importance weights at the last step, against the m samples per start state (dotted)."""
+    curves = _check_gps_curves(curves, "curves")
+    colors = _seed_colors(list(curves["seeds"]))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    for seed, run in curves["seeds"].items():
+        rows, color = run["rows"], colors[seed]
+        updates = np.array([r["update"] for r in rows[1:]])
+        label = f"seed {seed}"
+        axes[0].plot(updates, [r["distance"] for r in rows[1:]], "o-", color=color, label=label)
+        axes[1].plot(updates, [r["plan_return"] for r in rows[1:]], "s-", color=color, alpha=0.5, ms=4,
+                     label=f"{label}: guiding x̄")
+        axes[1].plot(updates, [r["policy_return"] for r in rows[1:]], "o--", color=color, ms=4,
+                     label=f"{label}: μ_θ")
+        every = np.array([r["update"] for r in rows])
+        mean, se = np.array([r["eval_return"] for r in rows]), np.array([r["eval_se"] for r in rows])
+        axes[2].errorbar(every, mean, yerr=se, fmt="o-", color=color, capsize=3, ms=4,
+                         label=f"{label}: {rows[-1]['upright']:.0%} swung up at the end")
+        axes[3].plot(updates, [r["ess"] for r in rows[1:]], "o-", color=color, label=label)
+    samples = rows[-1]["samples"]
+    axes[3].axhline(samples, color="0.5", ls=":", label=f"m = {samples} (equal weights)")
+    axes[3].set_ylim(0, samples * 1.08)
+    horizon = curves["setting"].get("horizon", "T")
+    axes[0].set(xlabel="policy update", ylabel="d: mean over j, t of |wrap(θ^μ − θ̄)| (rad)",
+                title="policy's rollout vs guiding trajectory")
+    axes[1].set(xlabel="policy update", ylabel=f"Σ_t g over T = {horizon} steps, mean over starts",
+                title="on f, same start states")
+    axes[2].set(xlabel="policy update (0: fresh policy)", ylabel="return (200 steps)",
+                title=f"μ_θ alone, real env (± SE, {curves.get('eval_episodes', '?')} episodes)")
+    axes[3].set(xlabel="policy update", ylabel="1 / Σ_i w̄_i,T²", title="effective sample size")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
