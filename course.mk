@@ -5,6 +5,9 @@
 #   make notebooks-check                         launch links, set-up cells and stripped outputs of every notebook
 #   make notebooks-strip                         strip the outputs of lectures/ (and solutions/) notebooks in place
 #   make notebooks-relink                        point every notebook's links at [tool.mbrl_course] of pyproject.toml
+#   make site [SITE_TIER=default SITE_JOBS=1]    run every lecture, build the static course site in _site/ (open _site/index.html)
+#   make browser-test [BROWSER_ARGS=...]         open and run every lecture in JupyterLab in the system Chromium
+#                                                (apt-get install chromium); screenshots in benchmarks/out/browser/
 # BEGIN INSTRUCTOR ONLY (`mbrl-course course export-student` leaves these out of the student repository)
 #
 # The instructor's nbgrader pipeline and the student repository; see docs/instructor-guide.md.
@@ -17,7 +20,11 @@
 #   make course-export-student DIR=../student    write the student repository (no solutions, no hidden checks)
 # END INSTRUCTOR ONLY
 
-.PHONY: doctor notebooks-check notebooks-strip notebooks-relink
+.PHONY: doctor notebooks-check notebooks-strip notebooks-relink site browser-test
+
+SITE_TIER ?= default
+SITE_JOBS ?= 1
+BROWSER_ARGS ?=
 
 doctor: $(STAMP)
 	$(PY) -m mbrl_course.doctor
@@ -30,6 +37,12 @@ notebooks-strip: $(STAMP)
 
 notebooks-relink: $(STAMP)
 	$(PY) -m mbrl_course.grading.notebooks relink
+
+site: $(STAMP)
+	$(PY) -m mbrl_course.grading.site build --tier $(SITE_TIER) --out _site --jobs $(SITE_JOBS)
+
+browser-test: $(STAMP)
+	$(PY) -m mbrl_course.grading.browser $(BROWSER_ARGS)
 
 # BEGIN INSTRUCTOR ONLY
 ASSIGNMENT ?=
