@@ -64,11 +64,9 @@ def run_cells(lecture: str, ids: list[str], tier: str, monkeypatch, edits: dict[
 
 @pytest.fixture
 def float64():
-    """Lectures 6 and 7 compute in double precision (their import cells set it); restore the default after."""
-    previous = torch.get_default_dtype()
+    """Lectures 6 and 7 compute in double precision (their import cells set it); conftest's autouse fixture
+    restores the default after each test."""
     torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 @pytest.fixture(autouse=True)
