@@ -254,17 +254,10 @@ def test_doctor_command_prints_a_report():
 
 # ------------------------------------------------------------------------------ running the notebooks
 def _run(path: Path, out_dir: Path) -> tuple[int, str]:
-    env = dict(os.environ)
-    env["MBRL_COURSE_BUDGET"] = "smoke"
-    env["MPLBACKEND"] = site.INLINE_BACKEND  # figures as PNG outputs: the site's pages show them
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *[os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    cmd = [sys.executable, "-m", "mbrl_course.grading.notebooks", "run", str(REPO / path), "--timeout", str(CELL_TIMEOUT),
-           "--out-dir", str(out_dir)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
-    except subprocess.TimeoutExpired:
-        return 124, f"{path}: did not finish in 1200 s"
-    return out.returncode, out.stdout + out.stderr
+    """Run ``path`` at the smoke tier as the site does (:func:`site.execute_lecture`: its own Python and kernel,
+    figures as PNG outputs, the executed notebook kept in ``out_dir``); (0 or 1, what it printed on failure)."""
+    run = site.execute_lecture(path, "smoke", out_dir, REPO, timeout=CELL_TIMEOUT)
+    return (0 if run.ok else 1), run.error
 
 
 @pytest.fixture(scope="module")
